@@ -1,0 +1,5 @@
+"""``python -m jwktool``."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,397 @@
+"""Key material: JWK members, RFC 7638 thumbprints, validation and loading.
+
+Internal module. Two ways in, on purpose:
+
+* :func:`validate_private_jwk` and :func:`parse_key_material` are the *edges*:
+  foreign material (a user's JWK, JWKS or PEM) is fully validated there, once,
+  with cryptography's complete RSA checks and a recomputation of every public
+  member from the private key.
+* :func:`load_private_key` is the *inside*: keys read back from our own
+  keystore were validated when they entered it, so the expensive RSA
+  consistency check (tens to hundreds of milliseconds) is skipped. The safety
+  argument is written down in docs/security.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, Final, TypeAlias
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from .errors import KeyValidationError
+
+PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+
+#: alg -> (kty, crv or None). The algorithms a keystore may hold.
+ALGORITHMS: Final[dict[str, tuple[str, str | None]]] = {
+    "RS256": ("RSA", None),
+    "PS256": ("RSA", None),
+    "ES256": ("EC", "P-256"),
+    "ES384": ("EC", "P-384"),
+    "EdDSA": ("OKP", "Ed25519"),
+}
+
+#: JWK members that must never leave the keystore unless explicitly asked for.
+PRIVATE_MEMBERS: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+#: RFC 7638 §3.2: the required members, per kty, that make up the thumbprint.
+_THUMBPRINT_MEMBERS: Final = {
+    "RSA": ("e", "kty", "n"),
+    "EC": ("crv", "kty", "x", "y"),
+    "OKP": ("crv", "kty", "x"),
+}
+_PUBLIC_ORDER: Final = {
+    "RSA": ("kty", "n", "e"),
+    "EC": ("kty", "crv", "x", "y"),
+    "OKP": ("kty", "crv", "x"),
+}
+_RSA_PRIVATE: Final = ("d", "p", "q", "dp", "dq", "qi")
+_KEY_MEMBERS: Final = {
+    "RSA": ("kty", "n", "e", *_RSA_PRIVATE),
+    "EC": ("kty", "crv", "x", "y", "d"),
+    "OKP": ("kty", "crv", "x", "d"),
+}
+_EC_CURVES: Final[dict[str, tuple[type[ec.EllipticCurve], int]]] = {
+    "P-256": (ec.SECP256R1, 32),
+    "P-384": (ec.SECP384R1, 48),
+}
+_CURVE_NAMES: Final = {"secp256r1": "P-256", "secp384r1": "P-384"}
+_DEFAULT_ALG: Final = {"RSA": "RS256", "P-256": "ES256", "P-384": "ES384", "Ed25519": "EdDSA"}
+
+MIN_RSA_BITS: Final = 2048
+MAX_RSA_BITS: Final = 16384
+
+
+def b64u_encode(data: bytes) -> str:
+    """Encode bytes as unpadded base64url (RFC 7515 §2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64u_decode(text: object, what: str = "value") -> bytes:
+    """Decode unpadded base64url, strictly; raise KeyValidationError otherwise."""
+    if not isinstance(text, str) or not text:
+        raise KeyValidationError(f"{what} must be a non-empty base64url string")
+    if "=" in text or "+" in text or "/" in text or any(c.isspace() for c in text):
+        raise KeyValidationError(f"{what} is not unpadded base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:
+        raise KeyValidationError(f"{what} is not valid base64url") from None
+
+
+def _int_to_b64u(value: int, length: int | None = None) -> str:
+    size = length if length is not None else max(1, (value.bit_length() + 7) // 8)
+    return b64u_encode(value.to_bytes(size, "big"))
+
+
+def _b64u_to_int(jwk: Mapping[str, Any], member: str) -> int:
+    return int.from_bytes(b64u_decode(jwk.get(member), f"member {member!r}"), "big")
+
+
+def thumbprint(jwk: Mapping[str, Any]) -> str:
+    """Return the RFC 7638 SHA-256 thumbprint of a JWK, base64url encoded."""
+    kty = jwk.get("kty")
+    members = _THUMBPRINT_MEMBERS.get(kty) if isinstance(kty, str) else None
+    if members is None:
+        raise KeyValidationError(f"unsupported kty {kty!r}")
+    required = {m: jwk.get(m) for m in members}
+    if not all(isinstance(v, str) for v in required.values()):
+        raise KeyValidationError(f"{kty} key lacks one of {', '.join(members)}")
+    canonical = json.dumps(required, separators=(",", ":"), sort_keys=True)
+    return b64u_encode(hashlib.sha256(canonical.encode("utf-8")).digest())
+
+
+def public_members(jwk: Mapping[str, Any]) -> dict[str, Any]:
+    """Return only the public key members of a JWK, in a stable order."""
+    return {m: jwk[m] for m in _PUBLIC_ORDER[jwk["kty"]]}
+
+
+def public_jwk(jwk: Mapping[str, Any], alg: str, kid: str) -> dict[str, Any]:
+    """Return the pasteable public JWK: key members, then alg, use and kid."""
+    out = public_members(jwk)
+    out.update({"alg": alg, "use": "sig", "kid": kid})
+    return out
+
+
+def key_size(jwk: Mapping[str, Any]) -> int:
+    """Return the key size in bits (RSA modulus, or the curve's size)."""
+    if jwk["kty"] == "RSA":
+        return len(b64u_decode(jwk["n"])) * 8
+    return {"P-256": 256, "P-384": 384, "Ed25519": 256}[jwk["crv"]]
+
+
+def pyca_to_jwk(key: PrivateKey) -> dict[str, Any]:
+    """Convert a cryptography private key into a private JWK dict (members only)."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        priv = key.private_numbers()
+        pub = priv.public_numbers
+        return {
+            "kty": "RSA",
+            "n": _int_to_b64u(pub.n),
+            "e": _int_to_b64u(pub.e),
+            "d": _int_to_b64u(priv.d),
+            "p": _int_to_b64u(priv.p),
+            "q": _int_to_b64u(priv.q),
+            "dp": _int_to_b64u(priv.dmp1),
+            "dq": _int_to_b64u(priv.dmq1),
+            "qi": _int_to_b64u(priv.iqmp),
+        }
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        crv = _CURVE_NAMES.get(key.curve.name)
+        if crv is None:
+            raise KeyValidationError(f"unsupported EC curve {key.curve.name}")
+        size = _EC_CURVES[crv][1]
+        ecpriv = key.private_numbers()
+        return {
+            "kty": "EC",
+            "crv": crv,
+            "x": _int_to_b64u(ecpriv.public_numbers.x, size),
+            "y": _int_to_b64u(ecpriv.public_numbers.y, size),
+            "d": _int_to_b64u(ecpriv.private_value, size),
+        }
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        raw = serialization.Encoding.Raw
+        return {
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": b64u_encode(key.public_key().public_bytes(raw, serialization.PublicFormat.Raw)),
+            "d": b64u_encode(
+                key.private_bytes(
+                    raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+                )
+            ),
+        }
+    raise KeyValidationError(f"unsupported key type {type(key).__name__}")
+
+
+def load_private_key(jwk: Mapping[str, Any]) -> PrivateKey:
+    """Build a signing key from a JWK that came from our own keystore.
+
+    RSA keys skip cryptography's consistency check: they were checked when
+    they entered the keystore (see docs/security.md for why that is safe).
+    """
+    kty = jwk["kty"]
+    if kty == "RSA":
+        n, e = _b64u_to_int(jwk, "n"), _b64u_to_int(jwk, "e")
+        p, q, d, dp, dq, qi = (_b64u_to_int(jwk, m) for m in _RSA_PRIVATE)
+        numbers = rsa.RSAPrivateNumbers(p, q, d, dp, dq, qi, rsa.RSAPublicNumbers(e, n))
+        return numbers.private_key(unsafe_skip_rsa_key_validation=True)
+    if kty == "EC":
+        curve = _EC_CURVES[jwk["crv"]][0]()
+        public = ec.EllipticCurvePublicNumbers(
+            _b64u_to_int(jwk, "x"), _b64u_to_int(jwk, "y"), curve
+        )
+        return ec.EllipticCurvePrivateNumbers(_b64u_to_int(jwk, "d"), public).private_key()
+    if kty == "OKP":
+        return ed25519.Ed25519PrivateKey.from_private_bytes(b64u_decode(jwk["d"]))
+    raise KeyValidationError(f"unsupported kty {kty!r}")
+
+
+def load_public_key(jwk: Mapping[str, Any]) -> PublicKey:
+    """Build a verification key from a public JWK (used by ``inspect``)."""
+    kty = jwk.get("kty")
+    try:
+        if kty == "RSA":
+            n, e = _b64u_to_int(jwk, "n"), _b64u_to_int(jwk, "e")
+            return rsa.RSAPublicNumbers(e, n).public_key()
+        if kty == "EC" and jwk.get("crv") in _EC_CURVES:
+            curve = _EC_CURVES[jwk["crv"]][0]()
+            return ec.EllipticCurvePublicNumbers(
+                _b64u_to_int(jwk, "x"), _b64u_to_int(jwk, "y"), curve
+            ).public_key()
+        if kty == "OKP" and jwk.get("crv") == "Ed25519":
+            return ed25519.Ed25519PublicKey.from_public_bytes(b64u_decode(jwk.get("x"), "x"))
+    except (ValueError, TypeError) as exc:
+        raise KeyValidationError(f"public key is not valid: {_reason(exc)}") from None
+    raise KeyValidationError(f"unsupported key type kty={kty!r} crv={jwk.get('crv')!r}")
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:160]
+
+
+def _curve_of(jwk: Mapping[str, Any]) -> str:
+    return "RSA" if jwk["kty"] == "RSA" else str(jwk["crv"])
+
+
+def check_alg(jwk: Mapping[str, Any], alg: str | None) -> str:
+    """Return the alg for this key: the one given (checked) or the default."""
+    if alg is None:
+        return _DEFAULT_ALG[_curve_of(jwk)]
+    if alg not in ALGORITHMS:
+        raise KeyValidationError(f"unsupported alg {alg!r}; supported: {', '.join(ALGORITHMS)}")
+    kty, crv = ALGORITHMS[alg]
+    if jwk["kty"] != kty or (crv is not None and jwk.get("crv") != crv):
+        have = jwk["kty"] if crv is None and jwk["kty"] == "RSA" else _curve_of(jwk)
+        raise KeyValidationError(f"alg {alg} does not match the key type ({have})")
+    return alg
+
+
+def validate_private_key(key: object) -> dict[str, Any]:
+    """Check a cryptography private key object and return its canonical JWK."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        bits = key.key_size
+        if bits < MIN_RSA_BITS:
+            raise KeyValidationError(
+                f"RSA key of {bits} bits refused: at least {MIN_RSA_BITS} bits are required"
+            )
+        if bits > MAX_RSA_BITS:
+            raise KeyValidationError(f"RSA key of {bits} bits refused: at most {MAX_RSA_BITS}")
+        if key.private_numbers().public_numbers.e < 3:
+            raise KeyValidationError("RSA public exponent is not valid")
+    elif isinstance(key, ec.EllipticCurvePrivateKey):
+        if key.curve.name not in _CURVE_NAMES:
+            raise KeyValidationError(
+                f"EC curve {key.curve.name} refused: supported are P-256 and P-384"
+            )
+    elif not isinstance(key, ed25519.Ed25519PrivateKey):
+        kind = type(key).__name__
+        if "Public" in kind:
+            raise KeyValidationError("this is a public key; a private key is needed")
+        raise KeyValidationError(f"unsupported key type {kind}")
+    return pyca_to_jwk(key)
+
+
+def validate_private_jwk(jwk: Any) -> dict[str, Any]:
+    """Fully validate a private JWK from outside and return its canonical members.
+
+    Checks member types and encodings, builds the key with cryptography's
+    complete checks, and requires every public member given to match the one
+    recomputed from the private key.
+    """
+    if not isinstance(jwk, Mapping):
+        raise KeyValidationError("a JWK must be a JSON object")
+    kty = jwk.get("kty")
+    if kty not in _PUBLIC_ORDER:
+        raise KeyValidationError(f"unsupported kty {kty!r}; supported: RSA, EC, OKP")
+    for member in _PUBLIC_ORDER[kty][1:]:
+        if not isinstance(jwk.get(member), str):
+            raise KeyValidationError(f"{kty} JWK member {member!r} is missing or not a string")
+    if "d" not in jwk:
+        raise KeyValidationError("this is a public key (no 'd'); a private key is needed")
+    if jwk.get("use") not in (None, "sig"):
+        raise KeyValidationError(f"key use {jwk.get('use')!r} is not 'sig'")
+    if "oth" in jwk:
+        raise KeyValidationError("multi-prime RSA keys ('oth') are not supported")
+    members: dict[str, Any] = {m: jwk[m] for m in _KEY_MEMBERS[kty] if m in jwk}
+    if kty == "RSA":
+        n, e, d = (_b64u_to_int(jwk, m) for m in ("n", "e", "d"))
+        if not MIN_RSA_BITS <= n.bit_length() <= MAX_RSA_BITS:
+            raise KeyValidationError(
+                f"RSA key of {n.bit_length()} bits refused: "
+                f"between {MIN_RSA_BITS} and {MAX_RSA_BITS} bits are required"
+            )
+        present = [m in jwk for m in _RSA_PRIVATE[1:]]
+        if any(present) and not all(present):
+            raise KeyValidationError("RSA JWK has some but not all of p, q, dp, dq, qi")
+        if not any(present):
+            # RFC 7518 §6.3.2: the CRT members are optional; recover them.
+            try:
+                p, q = rsa.rsa_recover_prime_factors(n, e, d)
+            except ValueError:
+                raise KeyValidationError("RSA key is not valid: d does not match n and e") from None
+            members.update(
+                p=_int_to_b64u(p),
+                q=_int_to_b64u(q),
+                dp=_int_to_b64u(rsa.rsa_crt_dmp1(d, p)),
+                dq=_int_to_b64u(rsa.rsa_crt_dmq1(d, q)),
+                qi=_int_to_b64u(rsa.rsa_crt_iqmp(p, q)),
+            )
+    elif kty == "EC" and jwk.get("crv") not in _EC_CURVES:
+        raise KeyValidationError(f"EC curve {jwk.get('crv')!r} refused: supported are P-256, P-384")
+    elif kty == "OKP" and jwk.get("crv") != "Ed25519":
+        raise KeyValidationError(f"OKP curve {jwk.get('crv')!r} refused: only Ed25519")
+    for member, value in members.items():
+        if member != "kty" and member != "crv":
+            b64u_decode(value, f"member {member!r}")
+    # jwcrypto is the JWK layer at the edge: it parses the members and builds
+    # the key with cryptography's full consistency checks.
+    from jwcrypto.common import JWException
+    from jwcrypto.jwk import JWK
+
+    try:
+        key = JWK(**members).get_op_key("sign")
+    except (JWException, ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise KeyValidationError(f"{kty} key is not valid: {_reason(exc)}") from None
+    canonical = validate_private_key(key)
+    for member in _PUBLIC_ORDER[kty][1:]:
+        given = b64u_decode(jwk[member], f"member {member!r}")
+        ours = b64u_decode(canonical[member])
+        if given.lstrip(b"\0") != ours.lstrip(b"\0"):
+            raise KeyValidationError(
+                f"{kty} JWK is inconsistent: public member {member!r} "
+                "does not match the private key"
+            )
+    return canonical
+
+
+def parse_key_material(data: bytes, pem_passphrase: bytes | None = None) -> list[dict[str, Any]]:
+    """Parse and validate private key material: a JWK, a JWKS or a PEM file.
+
+    Returns one entry per key: the canonical private JWK members plus, where
+    the input carried them, ``alg`` and ``kid`` hints under ``"_alg"``/``"_kid"``.
+    """
+    text = data.lstrip()
+    if text.startswith(b"{"):
+        try:
+            doc = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise KeyValidationError(f"not valid JSON: {_reason(exc)}") from None
+        if not isinstance(doc, dict):
+            raise KeyValidationError("a JWK must be a JSON object")
+        if "keys" in doc:
+            entries = doc["keys"]
+            if not isinstance(entries, list) or not entries:
+                raise KeyValidationError("JWKS member 'keys' must be a non-empty list")
+        else:
+            entries = [doc]
+        out = []
+        for index, entry in enumerate(entries):
+            try:
+                canonical = validate_private_jwk(entry)
+            except KeyValidationError as exc:
+                where = f"key {index + 1}: " if len(entries) > 1 else ""
+                raise KeyValidationError(where + exc.message) from None
+            for hint in ("alg", "kid"):
+                value = entry.get(hint)
+                if value is not None and not isinstance(value, str):
+                    raise KeyValidationError(f"JWK member {hint!r} must be a string")
+                if value is not None:
+                    canonical["_" + hint] = value
+            out.append(canonical)
+        return out
+    if b"-----BEGIN" in text:
+        return [_parse_pem(data, pem_passphrase)]
+    raise KeyValidationError("unrecognised key format: expected a JWK, a JWKS or a PEM file")
+
+
+def _parse_pem(data: bytes, passphrase: bytes | None) -> dict[str, Any]:
+    if b"PUBLIC KEY-----" in data and b"PRIVATE KEY-----" not in data:
+        raise KeyValidationError("this is a public key PEM; a private key is needed")
+    if b"CERTIFICATE-----" in data and b"PRIVATE KEY-----" not in data:
+        raise KeyValidationError("this is a certificate; a private key is needed")
+    try:
+        key = serialization.load_pem_private_key(data, password=passphrase)
+    except TypeError as exc:
+        if "encrypted" in str(exc).lower() and passphrase is None:
+            raise KeyValidationError(
+                "the PEM key is encrypted: give its passphrase (--pem-passphrase-file)"
+            ) from None
+        raise KeyValidationError(f"cannot read PEM key: {_reason(exc)}") from None
+    except ValueError as exc:
+        if passphrase is not None:
+            raise KeyValidationError(
+                "cannot read PEM key: wrong passphrase or damaged file"
+            ) from None
+        raise KeyValidationError(f"cannot read PEM key: {_reason(exc)}") from None
+    except UnsupportedAlgorithm as exc:
+        raise KeyValidationError(f"unsupported PEM key: {_reason(exc)}") from None
+    return validate_private_key(key)

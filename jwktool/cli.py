@@ -1,0 +1,510 @@
+"""The ``jwktool`` command line: a thin layer over the library.
+
+Each command parses its options, calls one library function and prints the
+result. Library errors become a one-line message on stderr and the exit code
+documented in docs/exit-codes.md, in one place (:class:`_Group`). Library
+modules are imported inside the commands, so ``jwktool --version`` and
+``jwktool sign`` never pay for what they do not use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Callable
+from datetime import timedelta
+from typing import IO, Any, NoReturn, TypeVar
+
+import click
+
+from ._version import __version__
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_MAX_INPUT_BYTES = 1024 * 1024
+
+
+class _Failure(click.ClickException):
+    """A library error, shown as one line with its exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # type: ignore[misc]
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"jwktool: error: {self.format_message()}", err=True)
+
+
+class _Group(click.Group):
+    """A click group that turns every error into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from .errors import EXIT_INTERNAL, JwktoolError
+
+        try:
+            return super().invoke(ctx)
+        except JwktoolError as exc:
+            raise _Failure(exc.message, exc.exit_code) from None
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            raise _Failure("interrupted", 130) from None
+        except Exception as exc:
+            if os.environ.get("JWKTOOL_DEBUG"):
+                raise
+            # The message of an unexpected exception could carry anything; the
+            # type and place are enough for a bug report and leak nothing.
+            tb = exc.__traceback__
+            while tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next
+            where = (
+                f" at {os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
+                if tb
+                else ""
+            )
+            raise _Failure(
+                f"internal error {type(exc).__name__}{where} "
+                "(run again with JWKTOOL_DEBUG=1 for details, and please report it)",
+                EXIT_INTERNAL,
+            ) from None
+
+
+def _fail(message: str, exit_code: int = 2) -> NoReturn:
+    raise _Failure(message, exit_code)
+
+
+# -- shared option types and decorators -------------------------------------------------
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class Duration(click.ParamType):  # type: ignore[type-arg]  # generic only in click >= 8.3
+    """A duration such as ``90d``, ``12h``, ``30m``, ``45s`` or ``2w``."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, timedelta):
+            return value
+        match = _DURATION.match(str(value))
+        if not match:
+            self.fail(f"{value!r} is not a duration like 90d, 12h, 30m or 45s", param, ctx)
+        return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+
+
+def keystore_option(func: F) -> F:
+    """Add ``--keystore`` (default: $JWKTOOL_KEYSTORE, else the per-user default)."""
+    return click.option(
+        "--keystore",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Keystore file. Default: $JWKTOOL_KEYSTORE, "
+        "else ~/.local/share/jwktool/keystore.json.",
+    )(func)
+
+
+def passphrase_option(func: F) -> F:
+    """Add ``--passphrase-file`` for encrypted keystores."""
+    return click.option(
+        "--passphrase-file",
+        type=click.Path(exists=True, dir_okay=False),
+        default=None,
+        help="File holding the keystore passphrase. Else $JWKTOOL_PASSPHRASE, "
+        "else a prompt when a terminal is attached.",
+    )(func)
+
+
+def json_option(func: F) -> F:
+    """Add ``--json`` for machine-readable output."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
+
+
+def _read_secret_file(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(_MAX_INPUT_BYTES + 1)
+    except OSError as exc:
+        _fail(f"cannot read {what} {path}: {exc.strerror or exc}")
+    if len(data) > _MAX_INPUT_BYTES:
+        _fail(f"{what} {path} is larger than {_MAX_INPUT_BYTES} bytes")
+    return data.rstrip(b"\r\n")
+
+
+def _passphrase_source(passphrase_file: str | None, confirm: bool = False) -> Callable[[], bytes]:
+    """Return a callable giving the passphrase: file, environment or prompt, asked once."""
+    cache: list[bytes] = []
+
+    def get() -> bytes:
+        if cache:
+            return cache[0]
+        from .errors import PassphraseError
+        from .keystore import ENV_PASSPHRASE
+
+        if passphrase_file is not None:
+            value = _read_secret_file(passphrase_file, "passphrase file")
+        elif os.environ.get(ENV_PASSPHRASE):
+            value = os.environ[ENV_PASSPHRASE].encode("utf-8")
+        elif sys.stdin.isatty() and sys.stderr.isatty():
+            text = click.prompt(
+                "Keystore passphrase", hide_input=True, confirmation_prompt=confirm, err=True
+            )
+            value = str(text).encode("utf-8")
+        else:
+            raise PassphraseError(
+                "the keystore is encrypted: give the passphrase with --passphrase-file "
+                f"or ${ENV_PASSPHRASE} (no terminal to prompt on)"
+            )
+        if not value:
+            raise PassphraseError("the passphrase is empty")
+        cache.append(value)
+        return value
+
+    return get
+
+
+def _keystore(path: str | None, passphrase_file: str | None = None, confirm: bool = False) -> Any:
+    from .keystore import Keystore
+
+    return Keystore(path, passphrase=_passphrase_source(passphrase_file, confirm))
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2))
+
+
+# -- the commands -----------------------------------------------------------------------
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="jwktool")
+def cli() -> None:
+    """Keys, private_key_jwt client assertions and OAuth access tokens.
+
+    Made for Digitaal Vlaanderen (GIPOD) and any OAuth 2.0 server that
+    accepts RFC 7523 client assertions. Exit codes: docs/exit-codes.md.
+    """
+
+
+@cli.group()
+def keys() -> None:
+    """Generate, import, list, export and rotate signing keys."""
+
+
+_ALGS = ["RS256", "PS256", "ES256", "ES384", "EdDSA"]
+
+
+@keys.command("generate")
+@keystore_option
+@passphrase_option
+@click.option("--alg", type=click.Choice(_ALGS), default="RS256", show_default=True)
+@click.option(
+    "--size",
+    type=click.Choice(["2048", "3072", "4096"]),
+    default=None,
+    help="RSA modulus size in bits.  [default: 3072]",
+)
+@click.option("--kid", default=None, help="Key id. Default: the RFC 7638 SHA-256 thumbprint.")
+@click.option(
+    "--activate", is_flag=True, help="Make the new key active now (retires the current one)."
+)
+@click.option("--encrypt", is_flag=True, help="Create the keystore encrypted with a passphrase.")
+def keys_generate(
+    keystore: str | None,
+    passphrase_file: str | None,
+    alg: str,
+    size: str | None,
+    kid: str | None,
+    activate: bool,
+    encrypt: bool,
+) -> None:
+    """Generate a key; print its public JWK, ready to paste into the portal.
+
+    The first key of a keystore becomes active; later ones are pending
+    until promoted by 'keys rotate' or 'keys activate'.
+    """
+    from .keys import generate_key
+
+    store = _keystore(keystore, passphrase_file, confirm=encrypt)
+    info = generate_key(
+        store,
+        alg=alg,
+        size=int(size) if size else None,
+        kid=kid,
+        activate=activate,
+        encrypt=encrypt,
+    )
+    _echo_json(dict(info.public_jwk))
+    click.echo(
+        f"{info.status.value} {info.alg} key {info.kid} stored in {store.path}; "
+        "register the public JWK above with your authorization server.",
+        err=True,
+    )
+
+
+@keys.command("import")
+@keystore_option
+@passphrase_option
+@click.argument("source", type=click.File("rb"))
+@click.option(
+    "--alg",
+    type=click.Choice(_ALGS),
+    default=None,
+    help="Algorithm. Default: the JWK's alg, else RS256 / ES256 / ES384 / EdDSA by key type.",
+)
+@click.option(
+    "--kid",
+    default=None,
+    help="Key id (one key only). Default: the JWK's kid, else the thumbprint.",
+)
+@click.option(
+    "--pem-passphrase-file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="File holding the passphrase of an encrypted PEM.",
+)
+@click.option("--activate", is_flag=True, help="Make the imported key active now.")
+@click.option("--encrypt", is_flag=True, help="Create the keystore encrypted with a passphrase.")
+def keys_import(
+    keystore: str | None,
+    passphrase_file: str | None,
+    source: IO[bytes],
+    alg: str | None,
+    kid: str | None,
+    pem_passphrase_file: str | None,
+    activate: bool,
+    encrypt: bool,
+) -> None:
+    """Import private keys from SOURCE (a JWK, JWKS or PEM file; - for stdin).
+
+    Prints the public JWK of each imported key.
+    """
+    from .keys import import_key
+
+    material = source.read(_MAX_INPUT_BYTES + 1)
+    if len(material) > _MAX_INPUT_BYTES:
+        _fail(f"key input is larger than {_MAX_INPUT_BYTES} bytes")
+    pem_pass = (
+        _read_secret_file(pem_passphrase_file, "PEM passphrase file")
+        if pem_passphrase_file
+        else None
+    )
+    store = _keystore(keystore, passphrase_file, confirm=encrypt)
+    infos = import_key(
+        store,
+        material,
+        pem_passphrase=pem_pass,
+        alg=alg,
+        kid=kid,
+        activate=activate,
+        encrypt=encrypt,
+    )
+    if len(infos) == 1:
+        _echo_json(dict(infos[0].public_jwk))
+    else:
+        _echo_json({"keys": [dict(i.public_jwk) for i in infos]})
+    for info in infos:
+        click.echo(
+            f"imported {info.status.value} {info.alg} key {info.kid} into {store.path}", err=True
+        )
+
+
+def _age(seconds: float) -> str:
+    days = int(seconds // 86400)
+    if days >= 1:
+        return f"{days}d"
+    hours = int(seconds // 3600)
+    return f"{hours}h" if hours >= 1 else f"{int(seconds // 60)}m"
+
+
+@keys.command("list")
+@keystore_option
+@json_option
+def keys_list(keystore: str | None, as_json: bool) -> None:
+    """List the keys: kid, alg, size or curve, status, created, age."""
+    from .keys import list_keys
+
+    infos = list_keys(_keystore(keystore))
+    if as_json:
+        _echo_json([i.as_dict() for i in infos])
+        return
+    if not infos:
+        click.echo("no keys")
+        return
+    rows = [("KID", "ALG", "SIZE", "STATUS", "CREATED", "AGE")]
+    for i in infos:
+        created = i.created.strftime("%Y-%m-%d %H:%M")
+        rows.append(
+            (
+                i.kid,
+                i.alg,
+                i.crv or str(i.size),
+                i.status.value,
+                created,
+                _age(i.age().total_seconds()),
+            )
+        )
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+@keys.command("export")
+@keystore_option
+@passphrase_option
+@click.option("--kid", default=None, help="Export only this key (jwk/pem default: the active key).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["jwks", "jwk", "pem"]), default="jwks", show_default=True
+)
+@click.option("--private", is_flag=True, help="Include private key material (needs -o).")
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    help="Write to this file (private: created 0600, never overwritten); '-' for stdout.",
+)
+def keys_export(
+    keystore: str | None,
+    passphrase_file: str | None,
+    kid: str | None,
+    fmt: str,
+    private: bool,
+    output: str | None,
+) -> None:
+    """Export public keys (all of them as a JWKS by default).
+
+    Private material only with --private, and then only to a new file
+    created 0600 (-o FILE) or to stdout when asked for with -o -.
+    """
+    from .keys import ExportFormat, export_keys
+    from .keystore import write_secret_file
+
+    if private and output is None:
+        _fail("--private needs -o FILE (created 0600) or -o - to print the private key on stdout")
+    text = export_keys(
+        _keystore(keystore, passphrase_file), kid=kid, format=ExportFormat(fmt), private=private
+    )
+    if output is None or output == "-":
+        click.echo(text, nl=False)
+    elif private:
+        write_secret_file(output, text)
+    else:
+        try:
+            with open(output, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as exc:
+            _fail(f"cannot write {output}: {exc.strerror or exc}")
+
+
+@keys.command("rotate")
+@keystore_option
+@passphrase_option
+@click.option(
+    "--min-age",
+    type=Duration(),
+    default="90d",
+    show_default=True,
+    help="Stage a new pending key once the active key is this old.",
+)
+@click.option(
+    "--overlap",
+    type=Duration(),
+    default="7d",
+    show_default=True,
+    help="Promote a pending key once it is this old; remove retired keys after it.",
+)
+@click.option(
+    "--alg",
+    type=click.Choice(_ALGS),
+    default=None,
+    help="Algorithm of a new key (default: the active key's).",
+)
+@click.option(
+    "--size",
+    type=click.Choice(["2048", "3072", "4096"]),
+    default=None,
+    help="RSA size of a new key (default: the active key's).",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
+@json_option
+@click.pass_context
+def keys_rotate(
+    ctx: click.Context,
+    keystore: str | None,
+    passphrase_file: str | None,
+    min_age: timedelta,
+    overlap: timedelta,
+    alg: str | None,
+    size: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Advance rotation by one step: safe to run from cron every hour.
+
+    Promotes a pending key older than --overlap, removes keys retired longer
+    than --overlap ago, and stages a new pending key when the active key is
+    older than --min-age. Exit 0: nothing to do; 10: a new key was staged
+    (register the printed public JWK); 11: keys were promoted or removed.
+    """
+    from .keys import rotate_keys
+
+    result = rotate_keys(
+        _keystore(keystore, passphrase_file),
+        min_age=min_age,
+        overlap=overlap,
+        alg=alg,
+        size=int(size) if size else None,
+        dry_run=dry_run,
+    )
+    if as_json:
+        _echo_json(result.as_dict())
+    else:
+        prefix = "would have " if dry_run else ""
+        for action in result.actions:
+            click.echo(f"{prefix}{action.action} {action.alg} key {action.kid or '(new)'}")
+        if not result.actions:
+            click.echo("nothing to do")
+        if result.staged_key is not None:
+            click.echo("register this public JWK with your authorization server:")
+            _echo_json(dict(result.staged_key.public_jwk))
+    ctx.exit(result.exit_code)
+
+
+def _status_command(name: str, doc: str, func_name: str) -> None:
+    @keys.command(name, help=doc)
+    @keystore_option
+    @click.argument("kid")
+    @json_option
+    def command(keystore: str | None, kid: str, as_json: bool) -> None:
+        from . import keys as keys_module
+
+        info = getattr(keys_module, func_name)(_keystore(keystore), kid)
+        if as_json:
+            _echo_json(info.as_dict())
+        else:
+            click.echo(
+                f"{name.rstrip('e')}ed {info.alg} key {info.kid}; status: {info.status.value}"
+                if name != "remove"
+                else f"removed {info.alg} key {info.kid}"
+            )
+
+
+_status_command(
+    "activate",
+    "Make KID the active key now (the previous one is retired). "
+    "Use it the moment a single pasted key is replaced in the portal.",
+    "activate_key",
+)
+_status_command(
+    "retire", "Retire the pending key KID (it stays published until removed).", "retire_key"
+)
+_status_command(
+    "remove", "Remove the pending or retired key KID (the active key is refused).", "remove_key"
+)
+
+
+def main() -> None:
+    """Run the jwktool command line."""
+    cli(prog_name="jwktool")

@@ -1,0 +1,181 @@
+"""The whole jwktool exception tree.
+
+Every error jwktool raises on purpose derives from :class:`JwktoolError`. Each
+class carries a stable short ``code`` (for scripts and logs) and the process
+``exit_code`` the CLI uses for it (see docs/exit-codes.md). Messages are one
+line and never contain key material, assertions or tokens.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EXIT_CHECK_FAILED",
+    "EXIT_INPUT",
+    "EXIT_INTERNAL",
+    "EXIT_KEYSTORE",
+    "EXIT_OK",
+    "EXIT_ROTATE_CHANGED",
+    "EXIT_ROTATE_STAGED",
+    "EXIT_SERVER_REJECTED",
+    "EXIT_SERVER_UNREACHABLE",
+    "AssertionCheckError",
+    "InputError",
+    "JwktoolError",
+    "KeyNotFoundError",
+    "KeyValidationError",
+    "KeystoreCorruptError",
+    "KeystoreError",
+    "KeystoreLockError",
+    "KeystoreNotFoundError",
+    "KeystorePermissionError",
+    "NoActiveKeyError",
+    "PassphraseError",
+    "ServerError",
+    "ServerRejectedError",
+    "ServerUnreachableError",
+]
+
+#: Success, or (for ``keys rotate``) nothing to do.
+EXIT_OK = 0
+#: An unexpected internal failure (a bug: please report it).
+EXIT_INTERNAL = 1
+#: Bad local input: options, files, key material, an unknown kid.
+EXIT_INPUT = 2
+#: The keystore cannot be used: missing, unreadable, corrupt, unsafe
+#: permissions, wrong passphrase, lock not obtained, no active key.
+EXIT_KEYSTORE = 3
+#: The authorization server answered and refused (invalid_client, invalid_scope, ...).
+EXIT_SERVER_REJECTED = 4
+#: The authorization server could not be reached, timed out or answered nonsense.
+EXIT_SERVER_UNREACHABLE = 5
+#: ``jwktool inspect``: the assertion breaks at least one rule.
+EXIT_CHECK_FAILED = 6
+#: ``keys rotate``: a new pending key was staged; register its public JWK.
+EXIT_ROTATE_STAGED = 10
+#: ``keys rotate``: keys were promoted, retired or removed; nothing to do by hand.
+EXIT_ROTATE_CHANGED = 11
+
+
+class JwktoolError(Exception):
+    """Base class of every error jwktool raises on purpose."""
+
+    code: str = "error"
+    exit_code: int = EXIT_INTERNAL
+
+    def __init__(self, message: str) -> None:
+        # One line, always: a multi-line message breaks log parsers.
+        super().__init__(" ".join(str(message).split()))
+
+    @property
+    def message(self) -> str:
+        """The one-line, secret-free description."""
+        return str(self.args[0]) if self.args else ""
+
+
+class InputError(JwktoolError):
+    """Bad local input: an option, a file, a duration, key material."""
+
+    code = "bad_input"
+    exit_code = EXIT_INPUT
+
+
+class KeyValidationError(InputError):
+    """Key material is malformed, inconsistent, too weak or not allowed."""
+
+    code = "invalid_key"
+
+
+class KeyNotFoundError(InputError):
+    """No key with the requested kid exists in the keystore."""
+
+    code = "key_not_found"
+
+
+class KeystoreError(JwktoolError):
+    """The keystore cannot be used as it is."""
+
+    code = "keystore"
+    exit_code = EXIT_KEYSTORE
+
+
+class KeystoreNotFoundError(KeystoreError):
+    """The keystore file does not exist."""
+
+    code = "keystore_not_found"
+
+
+class KeystoreCorruptError(KeystoreError):
+    """The keystore file cannot be parsed; it is left untouched."""
+
+    code = "keystore_corrupt"
+
+
+class KeystorePermissionError(KeystoreError):
+    """The keystore file is readable or writable by group or others."""
+
+    code = "keystore_permissions"
+
+
+class KeystoreLockError(KeystoreError):
+    """The keystore lock could not be obtained in time."""
+
+    code = "keystore_locked"
+
+
+class PassphraseError(KeystoreError):
+    """The passphrase of an encrypted keystore is missing or wrong."""
+
+    code = "passphrase"
+
+
+class NoActiveKeyError(KeystoreError):
+    """The keystore holds no active key to sign with."""
+
+    code = "no_active_key"
+
+
+class AssertionCheckError(JwktoolError):
+    """A client assertion could not be decoded or breaks a rule."""
+
+    code = "assertion"
+    exit_code = EXIT_CHECK_FAILED
+
+
+class ServerError(JwktoolError):
+    """Base class of errors that come from talking to the authorization server."""
+
+    code = "server"
+    exit_code = EXIT_SERVER_UNREACHABLE
+
+
+class ServerRejectedError(ServerError):
+    """The authorization server answered with an OAuth error (RFC 6749 §5.2).
+
+    ``error`` and ``error_description`` are the server's own fields; ``status``
+    is the HTTP status; ``hint`` is jwktool's advice on the usual causes.
+    """
+
+    code = "server_rejected"
+    exit_code = EXIT_SERVER_REJECTED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error: str,
+        error_description: str | None = None,
+        status: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.error = error
+        self.error_description = error_description
+        self.status = status
+        self.hint = hint
+
+
+class ServerUnreachableError(ServerError):
+    """The server could not be reached, timed out, or gave an unusable answer."""
+
+    code = "server_unreachable"
+    exit_code = EXIT_SERVER_UNREACHABLE

@@ -1,0 +1,553 @@
+"""Key lifecycle: generate, import, list, export, rotate, activate, retire, remove.
+
+Every function takes the keystore first: a :class:`~jwktool.keystore.Keystore`,
+a path, or ``None`` for ``$JWKTOOL_KEYSTORE`` / the per-user default. Every
+change is made under the keystore's exclusive lock and written atomically, so
+overlapping cron runs and concurrent commands are safe.
+
+A key's life: ``pending`` (published, not yet signing) -> ``active`` (the one
+key that signs) -> ``retired`` (still published for an overlap, then removed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from typing import Any, Final, TypeAlias
+
+from . import _jwk
+from .errors import InputError, KeyValidationError, NoActiveKeyError
+from .keystore import KeyRecord, KeyStatus, Keystore, KeystoreData, format_time
+
+__all__ = [
+    "ALGORITHMS",
+    "DEFAULT_ALG",
+    "DEFAULT_RSA_SIZE",
+    "ExportFormat",
+    "KeyInfo",
+    "KeystoreLike",
+    "RotationAction",
+    "RotationResult",
+    "activate_key",
+    "export_keys",
+    "generate_key",
+    "import_key",
+    "list_keys",
+    "open_keystore",
+    "remove_key",
+    "retire_key",
+    "rotate_keys",
+]
+
+KeystoreLike: TypeAlias = "Keystore | str | os.PathLike[str] | None"
+
+#: The algorithms jwktool can generate, import and sign with.
+ALGORITHMS: Final = tuple(_jwk.ALGORITHMS)
+#: What Digitaal Vlaanderen accepts in production.
+DEFAULT_ALG: Final = "RS256"
+DEFAULT_RSA_SIZE: Final = 3072
+RSA_SIZES: Final = (2048, 3072, 4096)
+
+
+def open_keystore(keystore: KeystoreLike) -> Keystore:
+    """Return a Keystore for a Keystore, a path, or None (env / default)."""
+    return keystore if isinstance(keystore, Keystore) else Keystore(keystore)
+
+
+def _now(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(timezone.utc).replace(microsecond=0)
+    if now.tzinfo is None:
+        raise InputError("now must be a timezone-aware datetime")
+    return now
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A key's public identity and life. Never holds private material."""
+
+    kid: str
+    alg: str
+    kty: str
+    size: int
+    crv: str | None
+    status: KeyStatus
+    created: datetime
+    activated: datetime | None
+    retired: datetime | None
+    public_jwk: Mapping[str, Any] = field(compare=False)
+    thumbprint: str = field(compare=False)
+
+    def age(self, now: datetime | None = None) -> timedelta:
+        """Return the time since the key was created."""
+        return _now(now) - self.created
+
+    def as_dict(self, now: datetime | None = None) -> dict[str, Any]:
+        """Return a JSON-ready description (public members only)."""
+        return {
+            "kid": self.kid,
+            "alg": self.alg,
+            "kty": self.kty,
+            "size": self.size,
+            "crv": self.crv,
+            "status": self.status.value,
+            "created": format_time(self.created),
+            "activated": format_time(self.activated) if self.activated else None,
+            "retired": format_time(self.retired) if self.retired else None,
+            "age_seconds": int(self.age(now).total_seconds()),
+            "thumbprint": self.thumbprint,
+            "public_jwk": dict(self.public_jwk),
+        }
+
+
+def _info(record: KeyRecord) -> KeyInfo:
+    return KeyInfo(
+        kid=record.kid,
+        alg=record.alg,
+        kty=record.public["kty"],
+        size=_jwk.key_size(record.public),
+        crv=record.public.get("crv"),
+        status=record.status,
+        created=record.created,
+        activated=record.activated,
+        retired=record.retired,
+        public_jwk=_jwk.public_jwk(record.public, record.alg, record.kid),
+        thumbprint=_jwk.thumbprint(record.public),
+    )
+
+
+def _check_kid(kid: str) -> str:
+    if not isinstance(kid, str) or not kid or len(kid) > 256 or not kid.isprintable():
+        raise InputError("kid must be 1 to 256 printable characters")
+    return kid
+
+
+def _new_key(alg: str, size: int | None) -> dict[str, Any]:
+    if alg not in _jwk.ALGORITHMS:
+        raise InputError(f"unsupported alg {alg!r}; supported: {', '.join(ALGORITHMS)}")
+    kty, crv = _jwk.ALGORITHMS[alg]
+    if kty == "RSA":
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        bits = DEFAULT_RSA_SIZE if size is None else size
+        if bits < _jwk.MIN_RSA_BITS:
+            raise KeyValidationError(
+                f"RSA key of {bits} bits refused: at least {_jwk.MIN_RSA_BITS} bits are required"
+            )
+        if bits not in RSA_SIZES:
+            raise InputError(f"RSA size must be one of {', '.join(map(str, RSA_SIZES))}")
+        return _jwk.pyca_to_jwk(rsa.generate_private_key(public_exponent=65537, key_size=bits))
+    if size is not None:
+        raise InputError(f"--size applies to RSA keys only; {alg} uses curve {crv}")
+    if kty == "EC":
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        curve = ec.SECP256R1() if crv == "P-256" else ec.SECP384R1()
+        return _jwk.pyca_to_jwk(ec.generate_private_key(curve))
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    return _jwk.pyca_to_jwk(ed25519.Ed25519PrivateKey.generate())
+
+
+def _add(
+    store: Keystore,
+    data: KeystoreData,
+    jwk: dict[str, Any],
+    alg: str,
+    kid: str,
+    activate: bool,
+    now: datetime,
+) -> KeyRecord:
+    """Add a validated key to the keystore data (caller holds the lock)."""
+    thumb = _jwk.thumbprint(jwk)
+    for existing in data.keys:
+        if existing.kid == kid:
+            raise KeyValidationError(f"kid {kid!r} is already in the keystore")
+        if _jwk.thumbprint(existing.public) == thumb:
+            raise KeyValidationError(f"this key is already in the keystore as kid {existing.kid!r}")
+    current = data.active()
+    becomes_active = activate or current is None
+    if becomes_active and current is not None:
+        current.status, current.retired = KeyStatus.RETIRED, now
+    record = KeyRecord(
+        kid=kid,
+        alg=alg,
+        status=KeyStatus.ACTIVE if becomes_active else KeyStatus.PENDING,
+        created=now,
+        activated=now if becomes_active else None,
+        retired=None,
+        public=_jwk.public_members(jwk),
+    )
+    store.store_private(data, record, {k: v for k, v in jwk.items() if not k.startswith("_")})
+    data.keys.append(record)
+    return record
+
+
+def _check_encrypt(data: KeystoreData, encrypt: bool, store: Keystore) -> None:
+    if encrypt and data.encryption is None:
+        raise InputError(
+            f"keystore {store.path} already exists unencrypted; --encrypt applies "
+            "only when a keystore is created"
+        )
+
+
+def generate_key(
+    keystore: KeystoreLike = None,
+    *,
+    alg: str = DEFAULT_ALG,
+    size: int | None = None,
+    kid: str | None = None,
+    activate: bool = False,
+    encrypt: bool = False,
+    now: datetime | None = None,
+) -> KeyInfo:
+    """Generate a new signing key and add it to the keystore.
+
+    The first key of a keystore becomes active; later keys are pending
+    unless ``activate`` is true (then the previous active key is retired).
+
+    :param alg: RS256 (default), PS256, ES256, ES384 or EdDSA.
+    :param size: RSA modulus size: 2048, 3072 (default) or 4096.
+    :param kid: the key id; default the RFC 7638 SHA-256 thumbprint.
+    :param encrypt: when the keystore is created, protect it with the passphrase.
+    :returns: the new key's public description.
+    :raises InputError: bad alg, size or kid. :raises KeystoreError: the keystore.
+    """
+    store = open_keystore(keystore)
+    when = _now(now)
+    if kid is not None:
+        _check_kid(kid)
+    jwk = _new_key(alg, size)  # outside the lock: RSA-4096 takes seconds
+    with store.update(create=True, encrypt=encrypt) as data:
+        _check_encrypt(data, encrypt, store)
+        record = _add(store, data, jwk, alg, kid or _jwk.thumbprint(jwk), activate, when)
+    return _info(record)
+
+
+def import_key(
+    keystore: KeystoreLike,
+    material: bytes,
+    *,
+    pem_passphrase: bytes | None = None,
+    alg: str | None = None,
+    kid: str | None = None,
+    activate: bool = False,
+    encrypt: bool = False,
+    now: datetime | None = None,
+) -> list[KeyInfo]:
+    """Adopt existing private keys: a JWK, a JWKS, or a PEM file.
+
+    PEM may be PKCS#1, PKCS#8 or SEC1, encrypted with ``pem_passphrase``.
+    Each key is fully validated (encoding, consistency of every public member,
+    RSA at least 2048 bits, alg matching the key type) before anything is written.
+
+    :param alg: the algorithm; default from the JWK's ``alg`` or the key type.
+    :param kid: the key id (single key only); default the JWK's ``kid`` or the thumbprint.
+    :returns: the imported keys, in input order.
+    """
+    store = open_keystore(keystore)
+    when = _now(now)
+    entries = _jwk.parse_key_material(material, pem_passphrase)
+    if kid is not None:
+        _check_kid(kid)
+        if len(entries) != 1:
+            raise InputError("--kid applies to a single key; this input holds several")
+    if activate and len(entries) != 1:
+        raise InputError("--activate applies to a single key; this input holds several")
+    prepared = []
+    for entry in entries:
+        hinted = entry.pop("_alg", None)
+        if alg is not None and hinted is not None and alg != hinted:
+            raise KeyValidationError(f"alg {alg} given, but the JWK says {hinted}")
+        key_alg = _jwk.check_alg(entry, alg or hinted)
+        key_kid = kid or entry.pop("_kid", None) or _jwk.thumbprint(entry)
+        entry.pop("_kid", None)
+        prepared.append((entry, key_alg, _check_kid(key_kid)))
+    with store.update(create=True, encrypt=encrypt) as data:
+        _check_encrypt(data, encrypt, store)
+        records = [_add(store, data, jwk, a, k, activate, when) for jwk, a, k in prepared]
+    return [_info(r) for r in records]
+
+
+_STATUS_ORDER: Final = {KeyStatus.ACTIVE: 0, KeyStatus.PENDING: 1, KeyStatus.RETIRED: 2}
+
+
+def list_keys(keystore: KeystoreLike = None) -> list[KeyInfo]:
+    """Return every key: active first, then pending, then retired, oldest first within each."""
+    data = open_keystore(keystore).read()
+    ordered = sorted(data.keys, key=lambda r: (_STATUS_ORDER[r.status], r.created))
+    return [_info(r) for r in ordered]
+
+
+class ExportFormat(str, Enum):
+    """Output formats of :func:`export_keys`."""
+
+    JWKS = "jwks"
+    JWK = "jwk"
+    PEM = "pem"
+
+
+def export_keys(
+    keystore: KeystoreLike = None,
+    *,
+    kid: str | None = None,
+    format: ExportFormat = ExportFormat.JWKS,
+    private: bool = False,
+) -> str:
+    """Export keys as text: public by default.
+
+    ``jwks`` (default) holds every key (pending, active, retired) or only
+    ``kid``; ``jwk`` and ``pem`` hold one key: ``kid`` or the active key.
+    With ``private=True`` the private members are included: handle the
+    result as a secret.
+    """
+    store = open_keystore(keystore)
+    data = store.read()
+    fmt = ExportFormat(format)
+    if kid is not None:
+        records = [data.find(kid)]
+    elif fmt is ExportFormat.JWKS:
+        records = sorted(data.keys, key=lambda r: (_STATUS_ORDER[r.status], r.created))
+    else:
+        active = data.active()
+        if active is None:
+            raise NoActiveKeyError("the keystore has no active key; name one with --kid")
+        records = [active]
+    jwks = []
+    for record in records:
+        member = _jwk.public_jwk(record.public, record.alg, record.kid)
+        if private:
+            member.update(
+                (k, v)
+                for k, v in store.private_jwk(data, record).items()
+                if k in _jwk.PRIVATE_MEMBERS
+            )
+        jwks.append(member)
+    if fmt is ExportFormat.JWKS:
+        return json.dumps({"keys": jwks}, indent=2) + "\n"
+    if fmt is ExportFormat.JWK:
+        return json.dumps(jwks[0], indent=2) + "\n"
+    return _to_pem(jwks[0], private)
+
+
+def _to_pem(jwk: Mapping[str, Any], private: bool) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    if private:
+        key = _jwk.load_private_key(jwk)
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode("ascii")
+    return (
+        _jwk.load_public_key(jwk)
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode("ascii")
+    )
+
+
+# -- rotation -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RotationAction:
+    """One thing rotation did (or, in a dry run, would do)."""
+
+    action: str  # "staged", "promoted", "retired" or "removed"
+    kid: str | None  # None for a key a dry run would stage
+    alg: str
+
+
+@dataclass(frozen=True)
+class RotationResult:
+    """What :func:`rotate_keys` changed, and the new key to register, if any."""
+
+    actions: tuple[RotationAction, ...]
+    dry_run: bool
+    staged_key: KeyInfo | None = None
+
+    @property
+    def staged(self) -> bool:
+        """Whether a new pending key was (or would be) staged: register it."""
+        return any(a.action == "staged" for a in self.actions)
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything was (or would be) changed."""
+        return bool(self.actions)
+
+    @property
+    def exit_code(self) -> int:
+        """0 nothing to do, 10 a key was staged, 11 other changes (see docs)."""
+        from .errors import EXIT_OK, EXIT_ROTATE_CHANGED, EXIT_ROTATE_STAGED
+
+        if self.staged:
+            return EXIT_ROTATE_STAGED
+        return EXIT_ROTATE_CHANGED if self.changed else EXIT_OK
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready description."""
+        return {
+            "dry_run": self.dry_run,
+            "changed": self.changed,
+            "actions": [{"action": a.action, "kid": a.kid, "alg": a.alg} for a in self.actions],
+            "register": dict(self.staged_key.public_jwk) if self.staged_key else None,
+        }
+
+
+def rotate_keys(
+    keystore: KeystoreLike = None,
+    *,
+    min_age: timedelta = timedelta(days=90),
+    overlap: timedelta = timedelta(days=7),
+    alg: str | None = None,
+    size: int | None = None,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> RotationResult:
+    """Advance key rotation by one step; idempotent, meant for cron.
+
+    Under the keystore lock, in this order:
+
+    1. a pending key older than ``overlap`` is promoted to active and the
+       previous active key retired;
+    2. retired keys retired longer ago than ``overlap`` are removed;
+    3. when no key is pending and the active key is older than ``min_age``,
+       a new pending key is staged (same alg and size as the active key
+       unless ``alg``/``size`` say otherwise): register its public JWK.
+
+    It never leaves the keystore without an active key and never removes an
+    active or pending key. Overlapping runs are safe: the second sees what
+    the first did.
+    """
+    if min_age <= timedelta(0):
+        raise InputError("--min-age must be positive")
+    if overlap < timedelta(0):
+        raise InputError("--overlap must not be negative")
+    store = open_keystore(keystore)
+    when = _now(now)
+    if dry_run:
+        return _rotate(store, store.read(), when, min_age, overlap, alg, size, dry_run=True)
+    with store.update() as data:
+        return _rotate(store, data, when, min_age, overlap, alg, size, dry_run=False)
+
+
+def _rotate(
+    store: Keystore,
+    data: KeystoreData,
+    now: datetime,
+    min_age: timedelta,
+    overlap: timedelta,
+    alg: str | None,
+    size: int | None,
+    *,
+    dry_run: bool,
+) -> RotationResult:
+    actions: list[RotationAction] = []
+    active = data.active()
+    pending = sorted(
+        (r for r in data.keys if r.status is KeyStatus.PENDING), key=lambda r: r.created
+    )
+    if active is None and not pending:
+        raise NoActiveKeyError(
+            f"keystore {store.path} has no active or pending key; run 'jwktool keys generate'"
+        )
+    ripe = [r for r in pending if now - r.created >= overlap]
+    just_retired: set[str] = set()
+    if ripe or active is None:
+        promote = ripe[0] if ripe else pending[0]
+        if active is not None:
+            actions.append(RotationAction("retired", active.kid, active.alg))
+            active.status, active.retired = KeyStatus.RETIRED, now
+            just_retired.add(active.kid)
+        actions.append(RotationAction("promoted", promote.kid, promote.alg))
+        promote.status, promote.activated = KeyStatus.ACTIVE, now
+        pending.remove(promote)
+        active = promote
+    for record in list(data.keys):
+        if (
+            record.status is KeyStatus.RETIRED
+            and record.retired is not None
+            and record.kid not in just_retired
+            and now - record.retired >= overlap
+        ):
+            actions.append(RotationAction("removed", record.kid, record.alg))
+            data.keys.remove(record)
+    staged_key = None
+    if not pending and now - (active.activated or active.created) >= min_age:
+        new_alg = alg or active.alg
+        new_size = size
+        if new_size is None and alg is None and _jwk.ALGORITHMS[new_alg][0] == "RSA":
+            new_size = _jwk.key_size(active.public)
+            if new_size not in RSA_SIZES:
+                new_size = DEFAULT_RSA_SIZE
+        if dry_run:
+            _new_key_check(new_alg, new_size)
+            actions.append(RotationAction("staged", None, new_alg))
+        else:
+            jwk = _new_key(new_alg, new_size)
+            record = _add(store, data, jwk, new_alg, _jwk.thumbprint(jwk), False, now)
+            actions.append(RotationAction("staged", record.kid, new_alg))
+            staged_key = _info(record)
+    return RotationResult(actions=tuple(actions), dry_run=dry_run, staged_key=staged_key)
+
+
+def _new_key_check(alg: str, size: int | None) -> None:
+    if alg not in _jwk.ALGORITHMS:
+        raise InputError(f"unsupported alg {alg!r}; supported: {', '.join(ALGORITHMS)}")
+    if size is not None and (_jwk.ALGORITHMS[alg][0] != "RSA" or size not in RSA_SIZES):
+        raise InputError(f"--size must be one of {', '.join(map(str, RSA_SIZES))}, RSA only")
+
+
+# -- explicit status changes ----------------------------------------------------
+
+
+def activate_key(keystore: KeystoreLike, kid: str, *, now: datetime | None = None) -> KeyInfo:
+    """Make ``kid`` the active key now; the previous active key is retired.
+
+    This is the flow for a portal that holds a single pasted key: the moment
+    the new public key is registered, signing must switch to it. Activating
+    the active key changes nothing; a retired key may be re-activated (rollback).
+    """
+    store = open_keystore(keystore)
+    when = _now(now)
+    with store.update() as data:
+        record = data.find(kid)
+        if record.status is not KeyStatus.ACTIVE:
+            current = data.active()
+            if current is not None:
+                current.status, current.retired = KeyStatus.RETIRED, when
+            record.status, record.activated, record.retired = KeyStatus.ACTIVE, when, None
+    return _info(record)
+
+
+def retire_key(keystore: KeystoreLike, kid: str, *, now: datetime | None = None) -> KeyInfo:
+    """Retire a pending key (the active key must be replaced with ``activate`` first)."""
+    store = open_keystore(keystore)
+    when = _now(now)
+    with store.update() as data:
+        record = data.find(kid)
+        if record.status is KeyStatus.ACTIVE:
+            raise InputError(
+                f"key {kid!r} is the active key; activate another key first "
+                "(retiring it would leave nothing to sign with)"
+            )
+        if record.status is KeyStatus.PENDING:
+            record.status, record.retired = KeyStatus.RETIRED, when
+    return _info(record)
+
+
+def remove_key(keystore: KeystoreLike, kid: str) -> KeyInfo:
+    """Delete a pending or retired key from the keystore; the active key is refused."""
+    store = open_keystore(keystore)
+    with store.update() as data:
+        record = data.find(kid)
+        if record.status is KeyStatus.ACTIVE:
+            raise InputError(f"key {kid!r} is the active key and cannot be removed")
+        data.keys.remove(record)
+    return _info(record)

@@ -1,0 +1,629 @@
+"""The keystore file: location, format, permissions, locking, atomic writes, encryption.
+
+The format is documented in docs/keystore-format.md. In short: one JSON
+document, versioned, holding each key's private JWK (or, in an encrypted
+keystore, the private JWK sealed with AES-256-GCM under a key derived from a
+passphrase with PBKDF2-HMAC-SHA256), its public members in the clear, and
+its life: kid, alg, status and times.
+
+Guarantees:
+
+* The file is created 0600 (a directory we create, 0700) and a file that
+  group or others can access is refused, as ssh refuses such keys.
+* Every write happens under an exclusive ``flock`` on ``<keystore>.lock``
+  and is atomic: temp file in the same directory, fsync, rename, fsync of
+  the directory. A crash leaves either the old or the new file, whole.
+* A file that fails to parse is never overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import secrets
+import stat
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Any, Final, TypeAlias
+
+from . import _jwk
+from .errors import (
+    KeyNotFoundError,
+    KeystoreCorruptError,
+    KeystoreError,
+    KeystoreLockError,
+    KeystoreNotFoundError,
+    KeystorePermissionError,
+    PassphraseError,
+)
+
+__all__ = [
+    "ENV_KEYSTORE",
+    "ENV_PASSPHRASE",
+    "KeyRecord",
+    "KeyStatus",
+    "Keystore",
+    "KeystoreData",
+    "PassphraseSource",
+    "default_keystore_path",
+    "resolve_keystore_path",
+    "write_secret_file",
+]
+
+#: Environment variable naming the keystore file.
+ENV_KEYSTORE: Final = "JWKTOOL_KEYSTORE"
+#: Environment variable holding the passphrase of an encrypted keystore (CLI).
+ENV_PASSPHRASE: Final = "JWKTOOL_PASSPHRASE"  # noqa: S105 (a variable name)
+
+FORMAT: Final = "jwktool-keystore"
+FORMAT_VERSION: Final = 1
+#: A keystore larger than this is refused without being read into memory.
+MAX_KEYSTORE_BYTES: Final = 4 * 1024 * 1024
+#: OWASP's 2023 guidance for PBKDF2-HMAC-SHA256; new keystores use this.
+PBKDF2_ITERATIONS: Final = 600_000
+#: Bounds accepted when reading: below is too cheap, above is a denial of service.
+PBKDF2_MIN_ITERATIONS: Final = 600_000
+PBKDF2_MAX_ITERATIONS: Final = 100_000_000
+_CHECK_PLAINTEXT: Final = b"jwktool-keystore-passphrase-check"
+
+PassphraseSource: TypeAlias = "str | bytes | Callable[[], str | bytes] | None"
+
+
+class KeyStatus(str, Enum):
+    """Where a key is in its life: pending -> active -> retired."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    RETIRED = "retired"
+
+
+@dataclass
+class KeyRecord:
+    """One key as stored: its identity, its life and its (possibly sealed) material."""
+
+    kid: str
+    alg: str
+    status: KeyStatus
+    created: datetime
+    activated: datetime | None
+    retired: datetime | None
+    public: dict[str, Any]
+    private: dict[str, Any] | None = field(default=None, repr=False)
+    sealed: dict[str, str] | None = field(default=None, repr=False)
+
+
+@dataclass
+class Encryption:
+    """Passphrase encryption parameters of a keystore (stored in the file)."""
+
+    iterations: int
+    salt: bytes = field(repr=False)
+    check: dict[str, str] = field(repr=False)
+
+
+@dataclass
+class KeystoreData:
+    """The parsed content of a keystore: its keys and encryption parameters."""
+
+    keys: list[KeyRecord]
+    encryption: Encryption | None = None
+
+    def find(self, kid: str) -> KeyRecord:
+        """Return the key with this kid, or raise KeyNotFoundError."""
+        for record in self.keys:
+            if record.kid == kid:
+                return record
+        known = ", ".join(r.kid for r in self.keys) or "none"
+        raise KeyNotFoundError(f"no key with kid {kid!r} in the keystore (known: {known})")
+
+    def active(self) -> KeyRecord | None:
+        """Return the active key, if there is one."""
+        return next((r for r in self.keys if r.status is KeyStatus.ACTIVE), None)
+
+
+def default_keystore_path() -> Path:
+    """Return the per-user default: ``$XDG_DATA_HOME/jwktool/keystore.json``.
+
+    ``XDG_DATA_HOME`` defaults to ``~/.local/share``.
+    """
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "jwktool" / "keystore.json"
+
+
+def resolve_keystore_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """Return the keystore path: the one given, else ``$JWKTOOL_KEYSTORE``, else the default."""
+    if path is not None and str(path) != "":
+        return Path(path)
+    env = os.environ.get(ENV_KEYSTORE)
+    return Path(env) if env else default_keystore_path()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def format_time(value: datetime) -> str:
+    """Format an aware datetime as RFC 3339 UTC with a ``Z``."""
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Keystore:
+    """A keystore file on disk.
+
+    Cheap to create; nothing is read until asked. Reads need no lock (writes
+    are atomic renames); every change goes through :meth:`update`, which
+    holds the exclusive lock from reading to writing.
+
+    :param path: the file; ``None`` means ``$JWKTOOL_KEYSTORE`` or the default.
+    :param passphrase: for an encrypted keystore: the passphrase, or a
+        callable returning it, asked only when private material is needed.
+    :param lock_timeout: seconds to wait for another process's lock.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        passphrase: PassphraseSource = None,
+        lock_timeout: float = 30.0,
+    ) -> None:
+        self.path = resolve_keystore_path(path)
+        self.lock_timeout = lock_timeout
+        self._passphrase = passphrase
+        self._derived: dict[tuple[bytes, int], bytes] = {}
+
+    def __repr__(self) -> str:
+        return f"Keystore({str(self.path)!r})"
+
+    # -- reading -------------------------------------------------------------
+
+    def exists(self) -> bool:
+        """Return whether the keystore file exists."""
+        return self.path.exists()
+
+    def identity(self) -> tuple[int, int, int, int] | None:
+        """Return (device, inode, mtime_ns, size) of the file, or None if absent."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def read(self) -> KeystoreData:
+        """Read and parse the keystore."""
+        return self.read_with_identity()[0]
+
+    def read_with_identity(self) -> tuple[KeystoreData, tuple[int, int, int, int]]:
+        """Read and parse the keystore; also return the identity of what was read."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            raise KeystoreNotFoundError(
+                f"no keystore at {self.path}; create one with 'jwktool keys generate'"
+            ) from None
+        except IsADirectoryError:
+            raise KeystoreError(f"keystore path {self.path} is a directory") from None
+        except OSError as exc:
+            raise KeystoreError(
+                f"cannot open keystore {self.path}: {exc.strerror or exc}"
+            ) from None
+        with os.fdopen(fd, "rb") as handle:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise KeystoreError(f"keystore path {self.path} is a directory")
+            if st.st_mode & 0o077:
+                raise KeystorePermissionError(
+                    f"keystore {self.path} is accessible by group or others "
+                    f"(mode {stat.S_IMODE(st.st_mode):04o}); private keys must be private: "
+                    f"run 'chmod 600 {self.path}'"
+                )
+            if st.st_size > MAX_KEYSTORE_BYTES:
+                raise KeystoreCorruptError(
+                    f"keystore {self.path} is {st.st_size} bytes, larger than the "
+                    f"{MAX_KEYSTORE_BYTES} bytes a keystore may be; refused"
+                )
+            raw = handle.read(MAX_KEYSTORE_BYTES + 1)
+        if len(raw) > MAX_KEYSTORE_BYTES:
+            raise KeystoreCorruptError(f"keystore {self.path} is too large; refused")
+        data = _parse_document(raw, self.path)
+        return data, (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+    # -- writing -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def update(self, *, create: bool = False, encrypt: bool = False) -> Iterator[KeystoreData]:
+        """Lock, read the current keystore, let the caller change it, write it back.
+
+        The file is written (atomically) only if the content changed and the
+        ``with`` body did not raise. ``create`` allows a missing keystore to
+        start empty; ``encrypt`` makes such a new keystore passphrase-protected.
+        """
+        if not create and not self.path.exists():
+            raise KeystoreNotFoundError(
+                f"no keystore at {self.path}; create one with 'jwktool keys generate'"
+            )
+        self._ensure_directory()
+        with self._locked():
+            if self.path.exists():
+                data = self.read()
+                before: str | None = _serialise(data)
+            else:
+                if not create:
+                    raise KeystoreNotFoundError(f"keystore {self.path} disappeared")
+                data = KeystoreData(keys=[])
+                if encrypt:
+                    data.encryption = self._new_encryption()
+                before = None
+            yield data
+            after = _serialise(data)
+            if after != before:
+                self._write(after.encode("utf-8"))
+
+    def _ensure_directory(self) -> None:
+        parent = self.path.parent
+        if not parent.exists():
+            try:
+                parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise KeystoreError(
+                    f"cannot create directory {parent}: {exc.strerror or exc}"
+                ) from None
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except OSError as exc:
+            raise KeystoreError(
+                f"cannot open lock file {lock_path}: {exc.strerror or exc}"
+            ) from None
+        try:
+            deadline = time.monotonic() + self.lock_timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as exc:
+                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise KeystoreError(f"cannot lock {lock_path}: {exc.strerror}") from None
+                    if time.monotonic() >= deadline:
+                        raise KeystoreLockError(
+                            f"another process holds the keystore lock {lock_path}; "
+                            f"gave up after {self.lock_timeout:g} s"
+                        ) from None
+                    time.sleep(0.02)
+            self._remove_stale_temp_files()
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    def _temp_prefix(self) -> str:
+        return f".{self.path.name}."
+
+    def _remove_stale_temp_files(self) -> None:
+        # Only a writer holding the lock makes temp files, and we hold it now:
+        # any left over belong to a writer that died before its rename.
+        for leftover in self.path.parent.glob(self._temp_prefix() + "*.tmp"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+    def _write(self, content: bytes) -> None:
+        directory = self.path.parent
+        try:
+            fd, tmp_name = tempfile.mkstemp(
+                dir=directory, prefix=self._temp_prefix(), suffix=".tmp"
+            )
+        except OSError as exc:
+            raise KeystoreError(
+                f"cannot write to directory {directory}: {exc.strerror or exc}"
+            ) from None
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                os.fchmod(handle.fileno(), 0o600)
+                handle.write(content)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp_name, self.path)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+            if isinstance(exc, OSError):
+                raise KeystoreError(
+                    f"could not write keystore {self.path}: {exc.strerror or exc}; "
+                    "the previous version is unchanged"
+                ) from None
+            raise
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    # -- private material ----------------------------------------------------
+
+    def private_jwk(self, data: KeystoreData, record: KeyRecord) -> dict[str, Any]:
+        """Return the private JWK members of a key, decrypting if needed."""
+        if record.private is not None:
+            return record.private
+        if record.sealed is None or data.encryption is None:
+            raise KeystoreCorruptError(f"key {record.kid!r} has no private material")
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        key = self._derive(data.encryption)
+        try:
+            plain = AESGCM(key).decrypt(
+                _jwk.b64u_decode(record.sealed["iv"]),
+                _jwk.b64u_decode(record.sealed["ct"]),
+                _aad(record),
+            )
+        except (InvalidTag, KeyError, ValueError):
+            raise KeystoreCorruptError(
+                f"key {record.kid!r} cannot be decrypted: its sealed material was altered"
+            ) from None
+        jwk: dict[str, Any] = json.loads(plain)
+        return jwk
+
+    def store_private(self, data: KeystoreData, record: KeyRecord, jwk: dict[str, Any]) -> None:
+        """Put private JWK members into a record, sealing them if the keystore is encrypted."""
+        if data.encryption is None:
+            record.private, record.sealed = dict(jwk), None
+            return
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        iv = secrets.token_bytes(12)
+        ct = AESGCM(self._derive(data.encryption)).encrypt(
+            iv, json.dumps(jwk, separators=(",", ":")).encode(), _aad(record)
+        )
+        record.private, record.sealed = (
+            None,
+            {"iv": _jwk.b64u_encode(iv), "ct": _jwk.b64u_encode(ct)},
+        )
+
+    def _passphrase_bytes(self) -> bytes:
+        source = self._passphrase
+        if callable(source):
+            source = source()
+        if source is None or source == "" or source == b"":
+            raise PassphraseError(
+                f"keystore {self.path} is encrypted and no passphrase was given "
+                f"(set {ENV_PASSPHRASE}, use --passphrase-file, or run in a terminal)"
+            )
+        return source.encode("utf-8") if isinstance(source, str) else bytes(source)
+
+    def _new_encryption(self) -> Encryption:
+        salt = secrets.token_bytes(16)
+        key = _pbkdf2(self._passphrase_bytes(), salt, PBKDF2_ITERATIONS)
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        iv = secrets.token_bytes(12)
+        ct = AESGCM(key).encrypt(iv, _CHECK_PLAINTEXT, b"check")
+        self._derived[(salt, PBKDF2_ITERATIONS)] = key
+        check = {"iv": _jwk.b64u_encode(iv), "ct": _jwk.b64u_encode(ct)}
+        return Encryption(iterations=PBKDF2_ITERATIONS, salt=salt, check=check)
+
+    def _derive(self, enc: Encryption) -> bytes:
+        cached = self._derived.get((enc.salt, enc.iterations))
+        if cached is not None:
+            return cached
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        key = _pbkdf2(self._passphrase_bytes(), enc.salt, enc.iterations)
+        try:
+            AESGCM(key).decrypt(
+                _jwk.b64u_decode(enc.check["iv"]), _jwk.b64u_decode(enc.check["ct"]), b"check"
+            )
+        except (InvalidTag, ValueError):
+            raise PassphraseError(f"wrong passphrase for keystore {self.path}") from None
+        self._derived[(enc.salt, enc.iterations)] = key
+        return key
+
+
+def _pbkdf2(passphrase: bytes, salt: bytes, iterations: int) -> bytes:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+    return PBKDF2HMAC(hashes.SHA256(), 32, salt, iterations).derive(passphrase)
+
+
+def _aad(record: KeyRecord) -> bytes:
+    # Binds the sealed material to its kid and alg: swapping entries fails.
+    return f"jwktool-key:{record.kid}:{record.alg}".encode()
+
+
+# -- the document --------------------------------------------------------------
+
+
+def _serialise(data: KeystoreData) -> str:
+    enc: dict[str, Any] | None = None
+    if data.encryption is not None:
+        enc = {
+            "kdf": "pbkdf2-hmac-sha256",
+            "iterations": data.encryption.iterations,
+            "salt": _jwk.b64u_encode(data.encryption.salt),
+            "cipher": "A256GCM",
+            "check": data.encryption.check,
+        }
+    keys = []
+    for r in data.keys:
+        entry: dict[str, Any] = {
+            "kid": r.kid,
+            "alg": r.alg,
+            "status": r.status.value,
+            "created": format_time(r.created),
+            "activated": format_time(r.activated) if r.activated else None,
+            "retired": format_time(r.retired) if r.retired else None,
+            "public": r.public,
+        }
+        if r.sealed is not None:
+            entry["sealed"] = r.sealed
+        else:
+            entry["private"] = r.private
+        keys.append(entry)
+    doc = {"format": FORMAT, "version": FORMAT_VERSION, "encryption": enc, "keys": keys}
+    return json.dumps(doc, indent=2) + "\n"
+
+
+class _Bad(Exception):
+    pass
+
+
+def _parse_document(raw: bytes, path: Path) -> KeystoreData:
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise KeystoreCorruptError(
+            f"keystore {path} is not UTF-8 text; it was left untouched"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise KeystoreCorruptError(
+            f"keystore {path} is not valid JSON ({exc.msg} at line {exc.lineno}); "
+            "it was left untouched: restore it from a backup"
+        ) from None
+    try:
+        return _parse(doc)
+    except _Bad as exc:
+        raise KeystoreCorruptError(f"keystore {path} is malformed: {exc}") from None
+
+
+def _want(value: Any, kind: type, where: str) -> Any:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise _Bad(f"{where} must be a {kind.__name__}")
+    return value
+
+
+def _time(value: Any, where: str, optional: bool = False) -> datetime | None:
+    if value is None and optional:
+        return None
+    text = _want(value, str, where)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise _Bad(f"{where} is not an RFC 3339 time") from None
+    if parsed.tzinfo is None:
+        raise _Bad(f"{where} has no time zone")
+    return parsed
+
+
+def _parse(doc: Any) -> KeystoreData:
+    _want(doc, dict, "the document")
+    if doc.get("format") != FORMAT:
+        raise _Bad(f"'format' is not {FORMAT!r} (is this a jwktool keystore?)")
+    version = _want(doc.get("version"), int, "'version'")
+    if version != FORMAT_VERSION:
+        raise _Bad(
+            f"format version {version} is not supported by this jwktool "
+            f"(supports {FORMAT_VERSION}); upgrade jwktool"
+        )
+    encryption = None
+    enc = doc.get("encryption")
+    if enc is not None:
+        _want(enc, dict, "'encryption'")
+        if enc.get("kdf") != "pbkdf2-hmac-sha256" or enc.get("cipher") != "A256GCM":
+            raise _Bad("'encryption' names an unsupported kdf or cipher")
+        iterations = _want(enc.get("iterations"), int, "'encryption.iterations'")
+        if not PBKDF2_MIN_ITERATIONS <= iterations <= PBKDF2_MAX_ITERATIONS:
+            raise _Bad(
+                f"'encryption.iterations' must be between {PBKDF2_MIN_ITERATIONS} "
+                f"and {PBKDF2_MAX_ITERATIONS}"
+            )
+        check = _want(enc.get("check"), dict, "'encryption.check'")
+        try:
+            salt = _jwk.b64u_decode(enc.get("salt"), "salt")
+            for part in ("iv", "ct"):
+                _jwk.b64u_decode(check.get(part), "check")
+        except Exception:
+            raise _Bad("'encryption' salt or check is not base64url") from None
+        encryption = Encryption(iterations=iterations, salt=salt, check=dict(check))
+    entries = _want(doc.get("keys"), list, "'keys'")
+    keys: list[KeyRecord] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(entries):
+        keys.append(_parse_key(entry, f"keys[{i}]", encryption is not None))
+        if keys[-1].kid in seen:
+            raise _Bad(f"kid {keys[-1].kid!r} appears twice")
+        seen.add(keys[-1].kid)
+    if sum(1 for k in keys if k.status is KeyStatus.ACTIVE) > 1:
+        raise _Bad("more than one key is active")
+    return KeystoreData(keys=keys, encryption=encryption)
+
+
+def _parse_key(entry: Any, where: str, encrypted: bool) -> KeyRecord:
+    _want(entry, dict, where)
+    kid = _want(entry.get("kid"), str, f"{where}.kid")
+    if not kid or len(kid) > 256 or not kid.isprintable():
+        raise _Bad(f"{where}.kid must be 1 to 256 printable characters")
+    alg = _want(entry.get("alg"), str, f"{where}.alg")
+    if alg not in _jwk.ALGORITHMS:
+        raise _Bad(f"{where}.alg {alg!r} is not one of {', '.join(_jwk.ALGORITHMS)}")
+    try:
+        status = KeyStatus(entry.get("status"))
+    except ValueError:
+        raise _Bad(f"{where}.status must be one of pending, active, retired") from None
+    public = _want(entry.get("public"), dict, f"{where}.public")
+    kty, crv = _jwk.ALGORITHMS[alg]
+    if public.get("kty") != kty or (crv is not None and public.get("crv") != crv):
+        raise _Bad(f"{where}.public does not match alg {alg}")
+    try:
+        expected_public = _jwk.public_members(public)
+    except KeyError:
+        raise _Bad(f"{where}.public lacks a member") from None
+    if not all(isinstance(v, str) for v in expected_public.values()):
+        raise _Bad(f"{where}.public members must be strings")
+    record = KeyRecord(
+        kid=kid,
+        alg=alg,
+        status=status,
+        created=_time(entry.get("created"), f"{where}.created"),  # type: ignore[arg-type]
+        activated=_time(entry.get("activated"), f"{where}.activated", optional=True),
+        retired=_time(entry.get("retired"), f"{where}.retired", optional=True),
+        public=expected_public,
+    )
+    if encrypted:
+        sealed = _want(entry.get("sealed"), dict, f"{where}.sealed")
+        if not all(isinstance(sealed.get(m), str) for m in ("iv", "ct")):
+            raise _Bad(f"{where}.sealed must hold 'iv' and 'ct' strings")
+        record.sealed = {"iv": sealed["iv"], "ct": sealed["ct"]}
+    else:
+        private = _want(entry.get("private"), dict, f"{where}.private")
+        try:
+            private_public = _jwk.public_members(private)
+        except KeyError:
+            raise _Bad(f"{where}.private lacks a public member") from None
+        if private_public != expected_public or not isinstance(private.get("d"), str):
+            raise _Bad(f"{where}.private does not match {where}.public")
+        if kty == "RSA" and not all(
+            isinstance(private.get(m), str) for m in ("p", "q", "dp", "dq", "qi")
+        ):
+            raise _Bad(f"{where}.private lacks an RSA private member")
+        record.private = private
+    return record
+
+
+def write_secret_file(path: str | os.PathLike[str], content: str) -> None:
+    """Create ``path`` with mode 0600 and write ``content``; refuse an existing file."""
+    try:
+        fd = os.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600
+        )
+    except FileExistsError:
+        raise KeystoreError(
+            f"{path} already exists; refusing to overwrite it with a private key"
+        ) from None
+    except OSError as exc:
+        raise KeystoreError(f"cannot create {path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
