@@ -180,7 +180,7 @@ def load_private_key(jwk: Mapping[str, Any]) -> PrivateKey:
     kty = jwk["kty"]
     if kty == "RSA":
         n, e = _b64u_to_int(jwk, "n"), _b64u_to_int(jwk, "e")
-        p, q, d, dp, dq, qi = (_b64u_to_int(jwk, m) for m in _RSA_PRIVATE)
+        d, p, q, dp, dq, qi = (_b64u_to_int(jwk, m) for m in _RSA_PRIVATE)
         numbers = rsa.RSAPrivateNumbers(p, q, d, dp, dq, qi, rsa.RSAPublicNumbers(e, n))
         return numbers.private_key(unsafe_skip_rsa_key_validation=True)
     if kty == "EC":
