@@ -15,13 +15,11 @@ Internal module. Two ways in, on purpose:
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any, Final, TypeAlias
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from .errors import KeyValidationError
@@ -104,6 +102,8 @@ def thumbprint(jwk: Mapping[str, Any]) -> str:
     required = {m: jwk.get(m) for m in members}
     if not all(isinstance(v, str) for v in required.values()):
         raise KeyValidationError(f"{kty} key lacks one of {', '.join(members)}")
+    import hashlib
+
     canonical = json.dumps(required, separators=(",", ":"), sort_keys=True)
     return b64u_encode(hashlib.sha256(canonical.encode("utf-8")).digest())
 
@@ -157,6 +157,8 @@ def pyca_to_jwk(key: PrivateKey) -> dict[str, Any]:
             "d": _int_to_b64u(ecpriv.private_value, size),
         }
     if isinstance(key, ed25519.Ed25519PrivateKey):
+        from cryptography.hazmat.primitives import serialization
+
         raw = serialization.Encoding.Raw
         return {
             "kty": "OKP",
@@ -323,9 +325,12 @@ def validate_private_jwk(jwk: Any) -> dict[str, Any]:
         raise KeyValidationError(f"{kty} key is not valid: {_reason(exc)}") from None
     canonical = validate_private_key(key)
     for member in _PUBLIC_ORDER[kty][1:]:
-        given = b64u_decode(jwk[member], f"member {member!r}")
-        ours = b64u_decode(canonical[member])
-        if given.lstrip(b"\0") != ours.lstrip(b"\0"):
+        if member == "crv":  # a curve name, not base64url
+            same = jwk[member] == canonical[member]
+        else:
+            given = b64u_decode(jwk[member], f"member {member!r}")
+            same = given.lstrip(b"\0") == b64u_decode(canonical[member]).lstrip(b"\0")
+        if not same:
             raise KeyValidationError(
                 f"{kty} JWK is inconsistent: public member {member!r} "
                 "does not match the private key"
@@ -378,6 +383,8 @@ def _parse_pem(data: bytes, passphrase: bytes | None) -> dict[str, Any]:
         raise KeyValidationError("this is a public key PEM; a private key is needed")
     if b"CERTIFICATE-----" in data and b"PRIVATE KEY-----" not in data:
         raise KeyValidationError("this is a certificate; a private key is needed")
+    from cryptography.hazmat.primitives import serialization
+
     try:
         key = serialization.load_pem_private_key(data, password=passphrase)
     except TypeError as exc:

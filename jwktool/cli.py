@@ -589,7 +589,7 @@ def inspect(
     Shows header and claims, verifies the signature against the keystore (or
     --jwks) and checks Digitaal Vlaanderen's rules. Exit 6 when a check fails.
     """
-    from .signer import inspect_assertion
+    from .inspection import inspect_assertion
 
     token = source.read(_MAX_INPUT_BYTES + 1)
     jwks = None
@@ -612,6 +612,81 @@ def inspect(
         from .errors import EXIT_CHECK_FAILED
 
         ctx.exit(EXIT_CHECK_FAILED)
+
+
+@cli.command("token")
+@keystore_option
+@passphrase_option
+@click.option("--client-id", required=True, help="The client id from the portal.")
+@click.option(
+    "--env",
+    type=click.Choice(["test", "production"]),
+    default=None,
+    help="Digitaal Vlaanderen environment (token endpoint and aud preset).",
+)
+@click.option("--issuer", default=None, help="Issuer URL: the token endpoint is discovered.")
+@click.option("--token-endpoint", default=None, help="Token endpoint URL (with --audience).")
+@click.option("--audience", default=None, help="The assertion's aud (default: the issuer).")
+@click.option("--scope", default=None, help='Space-separated scopes, e.g. "gipod_pdo_read".')
+@click.option(
+    "--resource", default=None, help="RFC 8707 resource indicator, if the server wants one."
+)
+@click.option(
+    "--ca-bundle",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    envvar="REQUESTS_CA_BUNDLE",
+    help="CA bundle to verify the server with.",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=15.0,
+    show_default=True,
+    help="Seconds to wait for the server to answer.",
+)
+@click.option("--kid", default=None, help="Sign with this key (default: the active key).")
+@json_option
+def token(
+    keystore: str | None,
+    passphrase_file: str | None,
+    client_id: str,
+    env: str | None,
+    issuer: str | None,
+    token_endpoint: str | None,
+    audience: str | None,
+    scope: str | None,
+    resource: str | None,
+    ca_bundle: str | None,
+    timeout: float,
+    kid: str | None,
+    as_json: bool,
+) -> None:
+    """Print an access token (client_credentials with a private_key_jwt assertion).
+
+    Prints the token alone, for 'Authorization: Bearer $(jwktool token ...)',
+    or with --json the whole response plus expires_at. Exit 4: the server
+    refused (invalid_client, invalid_scope, ...); 5: it could not be reached.
+    """
+    from .exchanger import fetch_token
+
+    result = fetch_token(
+        _keystore(keystore, passphrase_file),
+        client_id,
+        env=env,
+        issuer=issuer,
+        token_endpoint=token_endpoint,
+        audience=audience,
+        scope=scope,
+        resource=resource,
+        ca_bundle=ca_bundle,
+        timeout=(min(5.0, timeout), timeout),
+        kid=kid,
+    )
+    if as_json:
+        _echo_json(result.as_dict())
+    else:
+        click.echo(result.access_token)
 
 
 def main() -> None:

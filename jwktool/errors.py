@@ -175,7 +175,24 @@ class ServerRejectedError(ServerError):
 
 
 class ServerUnreachableError(ServerError):
-    """The server could not be reached, timed out, or gave an unusable answer."""
+    """The server could not be reached, timed out, or gave an unusable answer.
+
+    ``retryable`` says whether trying again may help (connection errors,
+    timeouts, 5xx, 429); ``retry_after`` is the server's Retry-After in seconds.
+    """
 
     code = "server_unreachable"
     exit_code = EXIT_SERVER_UNREACHABLE
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after

@@ -12,16 +12,23 @@ key that signs) -> ``retired`` (still published for an overlap, then removed).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from typing import Any, Final, TypeAlias
+from typing import Any, Final
 
 from . import _jwk
 from .errors import InputError, KeyValidationError, NoActiveKeyError
-from .keystore import KeyRecord, KeyStatus, Keystore, KeystoreData, format_time
+from .keystore import (
+    KeyRecord,
+    KeyStatus,
+    Keystore,
+    KeystoreData,
+    KeystoreLike,
+    format_time,
+    open_keystore,
+)
 
 __all__ = [
     "ALGORITHMS",
@@ -43,19 +50,12 @@ __all__ = [
     "rotate_keys",
 ]
 
-KeystoreLike: TypeAlias = "Keystore | str | os.PathLike[str] | None"
-
 #: The algorithms jwktool can generate, import and sign with.
 ALGORITHMS: Final = tuple(_jwk.ALGORITHMS)
 #: What Digitaal Vlaanderen accepts in production.
 DEFAULT_ALG: Final = "RS256"
 DEFAULT_RSA_SIZE: Final = 3072
 RSA_SIZES: Final = (2048, 3072, 4096)
-
-
-def open_keystore(keystore: KeystoreLike) -> Keystore:
-    """Return a Keystore for a Keystore, a path, or None (env / default)."""
-    return keystore if isinstance(keystore, Keystore) else Keystore(keystore)
 
 
 def _now(now: datetime | None) -> datetime:

@@ -23,9 +23,7 @@ import errno
 import fcntl
 import json
 import os
-import secrets
 import stat
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -52,8 +50,10 @@ __all__ = [
     "KeyStatus",
     "Keystore",
     "KeystoreData",
+    "KeystoreLike",
     "PassphraseSource",
     "default_keystore_path",
+    "open_keystore",
     "resolve_keystore_path",
     "write_secret_file",
 ]
@@ -146,10 +146,6 @@ def resolve_keystore_path(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(env) if env else default_keystore_path()
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
-
-
 def format_time(value: datetime) -> str:
     """Format an aware datetime as RFC 3339 UTC with a ``Z``."""
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -215,10 +211,12 @@ class Keystore:
             raise KeystoreError(
                 f"cannot open keystore {self.path}: {exc.strerror or exc}"
             ) from None
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            # Linux opens a directory O_RDONLY; os.fdopen() would then raise.
+            os.close(fd)
+            raise KeystoreError(f"keystore path {self.path} is a directory")
         with os.fdopen(fd, "rb") as handle:
-            st = os.fstat(fd)
-            if stat.S_ISDIR(st.st_mode):
-                raise KeystoreError(f"keystore path {self.path} is a directory")
             if st.st_mode & 0o077:
                 raise KeystorePermissionError(
                     f"keystore {self.path} is accessible by group or others "
@@ -317,6 +315,8 @@ class Keystore:
                 leftover.unlink()
 
     def _write(self, content: bytes) -> None:
+        import tempfile
+
         directory = self.path.parent
         try:
             fd, tmp_name = tempfile.mkstemp(
@@ -380,7 +380,7 @@ class Keystore:
             return
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-        iv = secrets.token_bytes(12)
+        iv = os.urandom(12)
         ct = AESGCM(self._derive(data.encryption)).encrypt(
             iv, json.dumps(jwk, separators=(",", ":")).encode(), _aad(record)
         )
@@ -401,11 +401,11 @@ class Keystore:
         return source.encode("utf-8") if isinstance(source, str) else bytes(source)
 
     def _new_encryption(self) -> Encryption:
-        salt = secrets.token_bytes(16)
+        salt = os.urandom(16)
         key = _pbkdf2(self._passphrase_bytes(), salt, PBKDF2_ITERATIONS)
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-        iv = secrets.token_bytes(12)
+        iv = os.urandom(12)
         ct = AESGCM(key).encrypt(iv, _CHECK_PLAINTEXT, b"check")
         self._derived[(salt, PBKDF2_ITERATIONS)] = key
         check = {"iv": _jwk.b64u_encode(iv), "ct": _jwk.b64u_encode(ct)}
@@ -627,3 +627,11 @@ def write_secret_file(path: str | os.PathLike[str], content: str) -> None:
         handle.write(content)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+KeystoreLike: TypeAlias = "Keystore | str | os.PathLike[str] | None"
+
+
+def open_keystore(keystore: KeystoreLike) -> Keystore:
+    """Return a Keystore for a Keystore, a path, or None (``$JWKTOOL_KEYSTORE`` / default)."""
+    return keystore if isinstance(keystore, Keystore) else Keystore(keystore)

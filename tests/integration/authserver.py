@@ -237,6 +237,8 @@ class _PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
     * accepts only ``server.algorithms`` (passed to joserfc explicitly);
     * accepts ``aud`` equal to the issuer string (``server.audiences``);
     * rejects assertions with ``exp - iat`` above ``server.max_assertion_lifetime``;
+    * requires a ``kid`` header (``server.require_kid``; joserfc alone would
+      accept a kid-less assertion when the JWKS holds a single key);
     * rejects a ``client_id`` form parameter that differs from ``sub``;
     * keeps a thread-safe ``jti`` replay cache.
     """
@@ -251,10 +253,12 @@ class _PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
         """Authenticate the client of ``req`` or return None (not this method)."""
         form = req.form
         assertion = form.get("client_assertion")
-        form_client_id = form.get("client_id")
-        if form.get("client_assertion_type") == ASSERTION_TYPE and assertion and form_client_id:
-            _, claims = self.extract_assertion(assertion)
-            if claims.get("sub") != form_client_id:
+        if form.get("client_assertion_type") == ASSERTION_TYPE and assertion:
+            headers, claims = self.extract_assertion(assertion)
+            if self.server.require_kid and not headers.get("kid"):
+                raise InvalidClientError(description="Missing 'kid' in the assertion header.")
+            form_client_id = form.get("client_id")
+            if form_client_id and claims.get("sub") != form_client_id:
                 raise InvalidClientError(
                     description="client_id does not match the assertion subject."
                 )
@@ -377,7 +381,8 @@ class AuthServer:
     * ``delay`` -- seconds to sleep in every token request (default 0);
     * ``max_assertion_lifetime`` -- ceiling for ``exp - iat`` (default 600);
     * ``algorithms`` -- accepted assertion ``alg`` values;
-    * ``audiences`` -- accepted ``aud`` values (default ``[issuer]``).
+    * ``audiences`` -- accepted ``aud`` values (default ``[issuer]``);
+    * ``require_kid`` -- reject assertions without a ``kid`` header (default True).
 
     Read-only observations: ``token_requests``, ``resource_requests``,
     ``last_form``, ``tokens_issued``.
@@ -400,6 +405,7 @@ class AuthServer:
         self.delay: float = 0.0
         self.max_assertion_lifetime: int = MAX_ASSERTION_LIFETIME
         self.algorithms: list[str] = list(DEFAULT_ALGORITHMS)
+        self.require_kid: bool = True
 
         self.app = self._create_app()
         ssl_context: ssl.SSLContext | None = None
@@ -653,7 +659,8 @@ class AuthServer:
                 fault = self._faults.popleft() if self._faults else None
             if fault is not None:
                 if fault.kind == "hang":
-                    self._stopping.wait(fault.seconds)
+                    if self._stopping.wait(fault.seconds):
+                        return Response(b"", status=503)  # woken by stop()
                 else:
                     resp = Response(
                         fault.body, status=fault.status, content_type=fault.content_type

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jwt as pyjwt
 import pytest
@@ -62,7 +62,13 @@ class SigningKey:
         return {"keys": [self.public_jwk()]}
 
 
-_KTY = {"RS256": "RSA", "PS256": "RSA", "ES256": "EC", "ES384": "EC", "EdDSA": "OKP"}
+_KTY: dict[str, Literal["RSA", "EC", "OKP"]] = {
+    "RS256": "RSA",
+    "PS256": "RSA",
+    "ES256": "EC",
+    "ES384": "EC",
+    "EdDSA": "OKP",
+}
 
 
 def make_key(alg: str, kid: str | None = None) -> SigningKey:
@@ -289,6 +295,19 @@ def test_unregistered_kid_is_invalid_client(
     assert_oauth_error(resp, "invalid_client")
 
 
+def test_missing_kid_is_invalid_client(
+    auth_server: AuthServer, client: SigningKey, http: requests.Session
+) -> None:
+    no_kid = pyjwt.encode(claims_for(auth_server), client.private, algorithm="RS256")
+    assert "kid" not in pyjwt.get_unverified_header(no_kid)
+    assert_oauth_error(post_token(http, auth_server, no_kid), "invalid_client")
+    auth_server.require_kid = False  # joserfc then uses the only registered key
+    resp = post_token(
+        http, auth_server, pyjwt.encode(claims_for(auth_server), client.private, "RS256")
+    )
+    assert resp.status_code == 200, resp.text
+
+
 def test_unknown_client_is_invalid_client(
     auth_server: AuthServer, client: SigningKey, http: requests.Session
 ) -> None:
@@ -320,7 +339,9 @@ def test_expired_assertion_is_rejected(
 def test_lifetime_over_600_seconds_is_rejected(
     auth_server: AuthServer, client: SigningKey, http: requests.Session
 ) -> None:
-    resp = post_token(http, auth_server, sign_joserfc(client, claims_for(auth_server, lifetime=900)))
+    resp = post_token(
+        http, auth_server, sign_joserfc(client, claims_for(auth_server, lifetime=900))
+    )
     assert_oauth_error(resp, "invalid_client")
     assert "600" in resp.json()["error_description"]
     no_iat = claims_for(auth_server, lifetime=900)
@@ -353,7 +374,9 @@ def test_missing_jti_and_iss_sub_mismatch_are_rejected(
 ) -> None:
     no_jti = claims_for(auth_server)
     del no_jti["jti"]
-    assert_oauth_error(post_token(http, auth_server, sign_joserfc(client, no_jti)), "invalid_client")
+    assert_oauth_error(
+        post_token(http, auth_server, sign_joserfc(client, no_jti)), "invalid_client"
+    )
     mismatch = claims_for(auth_server, iss="someone-else")
     assert_oauth_error(
         post_token(http, auth_server, sign_joserfc(client, mismatch)), "invalid_client"
@@ -366,7 +389,7 @@ def test_algorithms_outside_the_allow_list_are_rejected(
     claims = claims_for(auth_server)
     hs = pyjwt.encode(claims, "x" * 32, algorithm="HS256", headers={"kid": client.kid})
     assert_oauth_error(post_token(http, auth_server, hs), "invalid_client")
-    none = pyjwt.encode(claims_for(auth_server), None, algorithm="none", headers={"kid": client.kid})
+    none = pyjwt.encode(claims_for(auth_server), "", algorithm="none", headers={"kid": client.kid})
     assert_oauth_error(post_token(http, auth_server, none), "invalid_client")
     rs384 = pyjwt.encode(
         claims_for(auth_server), client.private, algorithm="RS384", headers={"kid": client.kid}
@@ -398,9 +421,7 @@ def test_invalid_scope(auth_server: AuthServer, client: SigningKey, http: reques
     assert_oauth_error(resp, "invalid_scope")
 
 
-def test_register_client_refuses_private_keys(
-    auth_server: AuthServer, rsa_key: SigningKey
-) -> None:
+def test_register_client_refuses_private_keys(auth_server: AuthServer, rsa_key: SigningKey) -> None:
     pem = rsa_key.private.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

@@ -1,0 +1,274 @@
+"""Decode a client assertion and check it the way Digitaal Vlaanderen's server would.
+
+``jwktool inspect`` is the tool for "the server says invalid_client": it shows
+what was sent, verifies the signature against the keystore or a JWKS, and
+names each rule the assertion breaks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from . import _jwk
+from .errors import AssertionCheckError, InputError, KeyValidationError
+from .keystore import KeystoreLike, open_keystore
+from .signer import MAX_LIFETIME, _readable_times, _timestamp, resolve_audience
+
+__all__ = ["Check", "Inspection", "decode_jwt", "inspect_assertion"]
+
+_MAX_TOKEN_CHARS: Final = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Check:
+    """One rule checked by :func:`inspect_assertion`: ``ok``, ``warn`` or ``fail``."""
+
+    name: str
+    level: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What :func:`inspect_assertion` found."""
+
+    header: Mapping[str, Any]
+    claims: Mapping[str, Any]
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when no check failed (warnings allowed)."""
+        return all(c.level != "fail" for c in self.checks)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready report (the assertion itself is not included)."""
+        return {
+            "ok": self.ok,
+            "header": dict(self.header),
+            "claims": dict(self.claims),
+            "times": _readable_times(self.claims),
+            "checks": [
+                {"name": c.name, "level": c.level, "message": c.message} for c in self.checks
+            ],
+        }
+
+
+def decode_jwt(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
+    """Split and decode a compact JWS: (header, claims, signing input, signature)."""
+    if not isinstance(token, str):
+        raise AssertionCheckError("the assertion must be text")
+    token = token.strip()
+    if len(token) > _MAX_TOKEN_CHARS:
+        raise AssertionCheckError(f"the assertion is longer than {_MAX_TOKEN_CHARS} characters")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise AssertionCheckError(
+            f"not a compact JWS: expected 3 dot-separated parts, found {len(parts)}"
+        )
+    decoded = []
+    for name, part in zip(("header", "claims"), parts[:2], strict=True):
+        try:
+            value = json.loads(_jwk.b64u_decode(part, name))
+        except (ValueError, KeyValidationError):
+            raise AssertionCheckError(f"the JWT {name} is not base64url-encoded JSON") from None
+        if not isinstance(value, dict):
+            raise AssertionCheckError(f"the JWT {name} is not a JSON object")
+        decoded.append(value)
+    try:
+        signature = _jwk.b64u_decode(parts[2], "signature")
+    except KeyValidationError:
+        raise AssertionCheckError("the JWT signature is not base64url") from None
+    return decoded[0], decoded[1], (parts[0] + "." + parts[1]).encode("ascii"), signature
+
+
+def _verify(alg: str, key: _jwk.PublicKey, signing_input: bytes, signature: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        if alg in ("RS256", "PS256") and isinstance(key, rsa.RSAPublicKey):
+            pad: padding.AsymmetricPadding = (
+                padding.PKCS1v15()
+                if alg == "RS256"
+                else padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+            )
+            key.verify(signature, signing_input, pad, hashes.SHA256())
+        elif alg in ("ES256", "ES384") and isinstance(key, ec.EllipticCurvePublicKey):
+            size = 32 if alg == "ES256" else 48
+            if len(signature) != 2 * size:
+                return False
+            r = int.from_bytes(signature[:size], "big")
+            s = int.from_bytes(signature[size:], "big")
+            digest = hashes.SHA256() if alg == "ES256" else hashes.SHA384()
+            key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(digest))
+        elif alg == "EdDSA" and isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(signature, signing_input)
+        else:
+            return False
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _known_keys(
+    keystore: KeystoreLike | None, jwks: Mapping[str, Any] | None
+) -> tuple[dict[str, tuple[dict[str, Any], str | None]], str]:
+    """Return kid -> (public JWK, status or None) and a description of the source."""
+    known: dict[str, tuple[dict[str, Any], str | None]] = {}
+    if jwks is not None:
+        entries = jwks.get("keys") if isinstance(jwks, Mapping) else None
+        if not isinstance(entries, list):
+            raise InputError("the JWKS must be a JSON object with a 'keys' list")
+        for entry in entries:
+            if isinstance(entry, Mapping) and isinstance(entry.get("kid"), str):
+                known[entry["kid"]] = (dict(entry), None)
+        return known, "the given JWKS"
+    store = open_keystore(keystore)
+    data = store.read()
+    for record in data.keys:
+        known[record.kid] = (
+            _jwk.public_jwk(record.public, record.alg, record.kid),
+            record.status.value,
+        )
+    return known, f"keystore {store.path}"
+
+
+def inspect_assertion(
+    assertion: str,
+    *,
+    keystore: KeystoreLike | None = None,
+    jwks: Mapping[str, Any] | None = None,
+    audience: str | None = None,
+    env: str | None = None,
+    now: float | datetime | None = None,
+    max_lifetime: int = MAX_LIFETIME,
+) -> Inspection:
+    """Decode a client assertion and check it the way Digitaal Vlaanderen would.
+
+    The signature is verified against ``jwks`` when given, else the keystore.
+    Checks: alg, typ, kid present and known, signature, iss = sub, aud (the
+    expected audience if given; never the token endpoint URL or with a
+    trailing slash), exp in the future, exp - iat at most ``max_lifetime``,
+    iat not in the future, jti present.
+
+    :raises AssertionCheckError: the input is not a JWT at all.
+    """
+    header, claims, signing_input, signature = decode_jwt(assertion)
+    at = _timestamp(now)
+    checks: list[Check] = []
+
+    def add(name: str, level: str, message: str) -> None:
+        checks.append(Check(name, level, message))
+
+    alg = header.get("alg")
+    if alg in _jwk.ALGORITHMS:
+        add(
+            "alg",
+            "ok" if alg == "RS256" else "warn",
+            f"alg {alg}"
+            + ("" if alg == "RS256" else " (Digitaal Vlaanderen is only known to accept RS256)"),
+        )
+    else:
+        add("alg", "fail", f"alg {alg!r} is not a supported signature algorithm")
+    typ = header.get("typ")
+    add(
+        "typ",
+        "ok" if typ == "JWT" else "warn",
+        "typ JWT" if typ == "JWT" else f"typ is {typ!r}; 'JWT' is expected",
+    )
+
+    kid = header.get("kid")
+    known, source = _known_keys(keystore, jwks)
+    if not isinstance(kid, str) or not kid:
+        add("kid", "fail", "the header has no kid; the server cannot pick the key")
+    elif kid not in known:
+        add("kid", "fail", f"kid {kid} is not in {source}: the server will not know it either")
+    else:
+        jwk, status = known[kid]
+        if status == "retired":
+            add("kid", "warn", f"kid {kid} is a retired key; the server may have dropped it")
+        elif status == "pending":
+            add("kid", "warn", f"kid {kid} is pending: is it registered with the server yet?")
+        else:
+            add("kid", "ok", f"kid {kid} found in {source}")
+        if alg in _jwk.ALGORITHMS:
+            try:
+                valid = _verify(alg, _jwk.load_public_key(jwk), signing_input, signature)
+            except KeyValidationError as exc:
+                add("signature", "fail", f"the key for kid {kid} is unusable: {exc.message}")
+            else:
+                add(
+                    "signature",
+                    "ok" if valid else "fail",
+                    "signature verifies"
+                    if valid
+                    else f"signature does not verify with the key {kid} from {source}",
+                )
+
+    iss, sub = claims.get("iss"), claims.get("sub")
+    if not isinstance(iss, str) or not iss:
+        add("iss", "fail", "iss (the client id) is missing")
+    elif iss != sub:
+        add("iss", "fail", f"iss {iss!r} and sub {sub!r} differ; both must be the client id")
+    else:
+        add("iss", "ok", f"iss = sub = {iss}")
+
+    aud = claims.get("aud")
+    expected = resolve_audience(audience, env) if (audience or env) else None
+    if not isinstance(aud, str):
+        add("aud", "fail", f"aud must be one string, not {type(aud).__name__}")
+    elif expected is not None and aud != expected:
+        add("aud", "fail", f"aud {aud!r} is not the expected {expected!r}")
+    elif aud.endswith("/v1/token") or aud.endswith("/token"):
+        add(
+            "aud",
+            "fail",
+            f"aud {aud!r} is a token endpoint URL; Digitaal Vlaanderen "
+            "expects the issuer (e.g. https://authenticatie.vlaanderen.be/op)",
+        )
+    elif aud.endswith("/"):
+        add("aud", "fail", f"aud {aud!r} ends with '/'; the issuer has no trailing slash")
+    else:
+        add("aud", "ok", f"aud {aud}")
+
+    iat, exp = claims.get("iat"), claims.get("exp")
+    numeric = (int, float)
+    if not isinstance(exp, numeric) or isinstance(exp, bool):
+        add("exp", "fail", "exp is missing or not a number")
+    elif exp <= at:
+        add("exp", "fail", f"expired {int(at - exp)} s ago")
+    else:
+        add("exp", "ok", f"expires in {int(exp - at)} s")
+    if not isinstance(iat, numeric) or isinstance(iat, bool):
+        add("iat", "warn", "iat is missing; send it")
+    else:
+        if iat > at + 60:
+            add("iat", "fail", f"iat is {int(iat - at)} s in the future: check the clock")
+        else:
+            add("iat", "ok", "iat is not in the future")
+        if isinstance(exp, numeric) and not isinstance(exp, bool):
+            life = exp - iat
+            if life <= 0:
+                add("lifetime", "fail", f"exp is not after iat ({int(life)} s)")
+            elif life > max_lifetime:
+                add(
+                    "lifetime",
+                    "fail",
+                    f"exp - iat is {int(life)} s; at most {max_lifetime} s is accepted",
+                )
+            else:
+                add("lifetime", "ok", f"lifetime {int(life)} s")
+    jti = claims.get("jti")
+    if isinstance(jti, str) and jti:
+        add("jti", "ok", "jti present (must be new for every request)")
+    else:
+        add("jti", "fail", "jti is missing: every assertion needs a unique jti")
+    return Inspection(header=header, claims=claims, checks=tuple(checks))
