@@ -1,1 +1,147 @@
-"""jwktool."""
+"""jwktool: keys, private_key_jwt client assertions and OAuth access tokens.
+
+The public API is re-exported here and loaded lazily, so ``import jwktool``
+costs almost nothing and ``requests`` is imported only when a token
+function or class is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from .errors import (
+        AssertionCheckError,
+        InputError,
+        JwktoolError,
+        KeyNotFoundError,
+        KeystoreCorruptError,
+        KeystoreError,
+        KeystoreLockError,
+        KeystoreNotFoundError,
+        KeystorePermissionError,
+        KeyValidationError,
+        NoActiveKeyError,
+        PassphraseError,
+        ServerError,
+        ServerRejectedError,
+        ServerUnreachableError,
+    )
+    from .exchanger import (
+        AccessToken,
+        BearerAuth,
+        Endpoint,
+        TokenClient,
+        fetch_token,
+        request_token,
+        resolve_endpoint,
+    )
+    from .inspection import Check, Inspection, inspect_assertion
+    from .keys import (
+        ExportFormat,
+        KeyInfo,
+        RotationAction,
+        RotationResult,
+        activate_key,
+        export_keys,
+        generate_key,
+        import_key,
+        list_keys,
+        remove_key,
+        retire_key,
+        rotate_keys,
+    )
+    from .keystore import KeyStatus, Keystore
+    from .presets import ENVIRONMENTS, Environment
+    from .signer import (
+        ASSERTION_TYPE,
+        ClientAssertion,
+        Signer,
+        SigningKey,
+        create_assertion,
+        make_client_assertion,
+    )
+
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(
+        [
+            "AssertionCheckError",
+            "InputError",
+            "JwktoolError",
+            "KeyNotFoundError",
+            "KeyValidationError",
+            "KeystoreCorruptError",
+            "KeystoreError",
+            "KeystoreLockError",
+            "KeystoreNotFoundError",
+            "KeystorePermissionError",
+            "NoActiveKeyError",
+            "PassphraseError",
+            "ServerError",
+            "ServerRejectedError",
+            "ServerUnreachableError",
+        ],
+        "errors",
+    ),
+    **dict.fromkeys(
+        [
+            "AccessToken",
+            "BearerAuth",
+            "Endpoint",
+            "TokenClient",
+            "fetch_token",
+            "request_token",
+            "resolve_endpoint",
+        ],
+        "exchanger",
+    ),
+    **dict.fromkeys(["Check", "Inspection", "inspect_assertion"], "inspection"),
+    **dict.fromkeys(
+        [
+            "ExportFormat",
+            "KeyInfo",
+            "RotationAction",
+            "RotationResult",
+            "activate_key",
+            "export_keys",
+            "generate_key",
+            "import_key",
+            "list_keys",
+            "remove_key",
+            "retire_key",
+            "rotate_keys",
+        ],
+        "keys",
+    ),
+    **dict.fromkeys(["KeyStatus", "Keystore"], "keystore"),
+    **dict.fromkeys(["ENVIRONMENTS", "Environment"], "presets"),
+    **dict.fromkeys(
+        [
+            "ASSERTION_TYPE",
+            "ClientAssertion",
+            "Signer",
+            "SigningKey",
+            "create_assertion",
+            "make_client_assertion",
+        ],
+        "signer",
+    ),
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jwktool' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
