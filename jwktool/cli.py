@@ -40,6 +40,34 @@ class _Failure(click.ClickException):
 class _Group(click.Group):
     """A click group that turns every error into one line and an exit code."""
 
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "jwktool"
+            click.echo(f"jwktool: error: {exc.format_message()} (see '{where} --help')", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("jwktool: error: aborted", err=True)
+            sys.exit(1)
+        except BrokenPipeError:
+            # The reader went away (e.g. '| head'): not an error worth a message.
+            sys.stderr.close()
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         from .errors import EXIT_INTERNAL, JwktoolError
 
