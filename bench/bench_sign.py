@@ -75,8 +75,14 @@ def peers(alg: str, private_jwk: dict[str, Any], kid: str) -> dict[str, Callable
 
     def claims() -> dict[str, Any]:
         now = int(time.time())
-        return {"iss": CLIENT, "sub": CLIENT, "aud": AUD, "iat": now, "exp": now + 300,
-                "jti": os.urandom(16).hex()}
+        return {
+            "iss": CLIENT,
+            "sub": CLIENT,
+            "aud": AUD,
+            "iat": now,
+            "exp": now + 300,
+            "jti": os.urandom(16).hex(),
+        }
 
     header = {"alg": alg, "kid": kid, "typ": "JWT"}
     try:
@@ -123,10 +129,13 @@ def floor_for(signer: Signer, private: Any, alg: str) -> Callable[[], Any]:
     return lambda: private.sign(payload)
 
 
-def bench_assertions(tmp: Path, rounds: int, number: int) -> list[tuple[str, str, float, float | None]]:
+Row = tuple[str, str, float, float | None]
+
+
+def bench_assertions(tmp: Path, rounds: int, number: int) -> list[Row]:
     from jwktool import _jwk
 
-    rows: list[tuple[str, str, float, float | None]] = []
+    rows: list[Row] = []
     goals = {"RS256": 1.05, "ES256": 1.6, "EdDSA": 1.6}
     for alg, size in (("RS256", 2048), ("ES256", None), ("EdDSA", None)):
         path = tmp / f"{alg}.json"
@@ -144,7 +153,7 @@ def bench_assertions(tmp: Path, rounds: int, number: int) -> list[tuple[str, str
     return rows
 
 
-def bench_open(tmp: Path, rounds: int) -> list[tuple[str, str, float, float | None]]:
+def bench_open(tmp: Path, rounds: int) -> list[Row]:
     from jwktool import _jwk
 
     path = tmp / "rsa4096.json"
@@ -172,10 +181,13 @@ def bench_open(tmp: Path, rounds: int) -> list[tuple[str, str, float, float | No
         token.add_signature(key, alg="RS256", protected={"alg": "RS256"})
         return token
 
-    result = ratios(floor, {"jwktool open->ready": jwktool_open, "jwcrypto load+sign": jwcrypto_open},
-                    5, rounds)
-    return [("RSA-4096 open", name, r, 2.0 if name.startswith("jwktool") else None)
-            for name, r in result.items()]
+    result = ratios(
+        floor, {"jwktool open->ready": jwktool_open, "jwcrypto load+sign": jwcrypto_open}, 5, rounds
+    )
+    return [
+        ("RSA-4096 open", name, r, 2.0 if name.startswith("jwktool") else None)
+        for name, r in result.items()
+    ]
 
 
 def run_process(args: list[str], env: dict[str, str]) -> float:
@@ -184,7 +196,7 @@ def run_process(args: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
-def bench_processes(tmp: Path, rounds: int) -> list[tuple[str, str, float, float | None]]:
+def bench_processes(tmp: Path, rounds: int) -> list[Row]:
     path = tmp / "rsa4096.json"
     if not path.exists():
         generate_key(path, alg="RS256", size=4096)
@@ -205,7 +217,9 @@ def bench_processes(tmp: Path, rounds: int) -> list[tuple[str, str, float, float
         for name, args in commands.items():
             collected[name].append(run_process(args, env) / base)
     goals = {"jwktool sign": 2.5, "jwktool --version": 1.3}
-    return [("process", name, statistics.median(v), goals.get(name)) for name, v in collected.items()]
+    return [
+        ("process", name, statistics.median(v), goals.get(name)) for name, v in collected.items()
+    ]
 
 
 def main() -> int:

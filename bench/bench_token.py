@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jwktool.exchanger import TokenClient  # noqa: E402
-from jwktool.keys import export_keys, generate_key  # noqa: E402
-from tests.integration.authserver import start_auth_server  # noqa: E402
+from jwktool.exchanger import TokenClient
+from jwktool.keys import export_keys, generate_key
+from tests.integration.authserver import start_auth_server
 
 
 def per_call(func: object, number: int) -> float:
@@ -87,11 +87,15 @@ def main() -> int:
 
     print(f"{'measure':<52} {'value':>10}  goal")
     ok1 = cached <= 0.01
-    print(f"{'cached get_token / one RS256-2048 signature':<52} {cached * 100:>9.3f}%  "
-          f"<= 1% {'met' if ok1 else 'MISSED'}")
+    print(
+        f"{'cached get_token / one RS256-2048 signature':<52} {cached * 100:>9.3f}%  "
+        f"<= 1% {'met' if ok1 else 'MISSED'}"
+    )
     ok2 = counted == 1
-    print(f"{f'token requests for {threads} threads x {calls} calls':<52} {counted:>10}  "
-          f"== 1 {'met' if ok2 else 'MISSED'}")
+    print(
+        f"{f'token requests for {threads} threads x {calls} calls':<52} {counted:>10}  "
+        f"== 1 {'met' if ok2 else 'MISSED'}"
+    )
     print(f"goals missed: {(not ok1) + (not ok2)}")
     return 0
 

@@ -127,7 +127,6 @@ def keystore_option(func: F) -> F:
     """Add ``--keystore`` (default: $JWKTOOL_KEYSTORE, else the per-user default)."""
     return click.option(
         "--keystore",
-        type=click.Path(dir_okay=False),
         default=None,
         help="Keystore file. Default: $JWKTOOL_KEYSTORE, "
         "else ~/.local/share/jwktool/keystore.json.",
@@ -500,8 +499,21 @@ def keys_rotate(
     ctx.exit(result.exit_code)
 
 
+class _KidCommand(click.Command):
+    """A command whose KID argument may start with '-' (thumbprints can)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" not in args:
+            names = {n for p in self.params for n in getattr(p, "opts", [])}
+            names |= {"-h", "--help"}
+            dashed = [a for a in args if a.startswith("-") and a.split("=", 1)[0] not in names]
+            if dashed:
+                args = [a for a in args if a not in dashed] + ["--", *dashed]
+        return super().parse_args(ctx, args)
+
+
 def _status_command(name: str, doc: str, func_name: str) -> None:
-    @keys.command(name, help=doc)
+    @keys.command(name, help=doc, cls=_KidCommand)
     @keystore_option
     @click.argument("kid")
     @json_option

@@ -337,6 +337,7 @@ def request_token(
     timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
     kid: str | None = None,
     assertion_audience: str = "",
+    now: float | None = None,
 ) -> AccessToken:
     """Make one client_credentials token request authenticated by a client assertion.
 
@@ -345,7 +346,8 @@ def request_token(
     ``scope``, ``client_id``, ``resource`` (RFC 8707) and ``audience``.
     No retries here: see :class:`TokenClient`.
 
-    ``kid`` and ``assertion_audience`` only improve error hints.
+    ``kid`` and ``assertion_audience`` only improve error hints; ``now`` (seconds
+    since the epoch, default the current time) is the base of ``expires_at``.
 
     :raises ServerRejectedError: an OAuth error such as invalid_client.
     :raises ServerUnreachableError: network failure, timeout, 5xx, 429, a bad body.
@@ -365,7 +367,7 @@ def request_token(
     if audience:
         form["audience"] = audience
     http = session or _new_session()
-    started = time.time()
+    started = time.time() if now is None else now
     try:
         response = http.post(
             token_endpoint,
@@ -688,6 +690,7 @@ class TokenClient:
                     timeout=self._timeout,
                     kid=self._signer.kid,
                     assertion_audience=self._endpoint.audience,
+                    now=self._clock(),
                 )
             except ServerUnreachableError as exc:
                 if not exc.retryable or attempt >= self._max_retries:

@@ -8,6 +8,7 @@ names each rule the assertion breaks.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -78,7 +79,7 @@ def decode_jwt(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes
     for name, part in zip(("header", "claims"), parts[:2], strict=True):
         try:
             value = json.loads(_jwk.b64u_decode(part, name))
-        except (ValueError, KeyValidationError):
+        except (ValueError, RecursionError, KeyValidationError):
             raise AssertionCheckError(f"the JWT {name} is not base64url-encoded JSON") from None
         if not isinstance(value, dict):
             raise AssertionCheckError(f"the JWT {name} is not a JSON object")
@@ -141,6 +142,16 @@ def _known_keys(
     return known, f"keystore {store.path}"
 
 
+def _is_time(value: Any) -> bool:
+    """A NumericDate (RFC 7519 §2): a finite JSON number, not a boolean."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and abs(value) < 1e15
+    )
+
+
 def inspect_assertion(
     assertion: str,
     *,
@@ -169,6 +180,8 @@ def inspect_assertion(
         checks.append(Check(name, level, message))
 
     alg = header.get("alg")
+    if not isinstance(alg, str):
+        alg = repr(alg)[:40]
     if alg in _jwk.ALGORITHMS:
         add(
             "alg",
@@ -239,22 +252,25 @@ def inspect_assertion(
     else:
         add("aud", "ok", f"aud {aud}")
 
-    iat, exp = claims.get("iat"), claims.get("exp")
-    numeric = (int, float)
-    if not isinstance(exp, numeric) or isinstance(exp, bool):
-        add("exp", "fail", "exp is missing or not a number")
+    iat: Any = claims.get("iat")
+    exp: Any = claims.get("exp")
+    exp_ok, iat_ok = _is_time(exp), _is_time(iat)
+    if not exp_ok:
+        add("exp", "fail", "exp is missing or not a finite number")
     elif exp <= at:
         add("exp", "fail", f"expired {int(at - exp)} s ago")
     else:
         add("exp", "ok", f"expires in {int(exp - at)} s")
-    if not isinstance(iat, numeric) or isinstance(iat, bool):
+    if iat is None:
         add("iat", "warn", "iat is missing; send it")
+    elif not iat_ok:
+        add("iat", "fail", "iat is not a finite number")
     else:
         if iat > at + 60:
             add("iat", "fail", f"iat is {int(iat - at)} s in the future: check the clock")
         else:
             add("iat", "ok", "iat is not in the future")
-        if isinstance(exp, numeric) and not isinstance(exp, bool):
+        if exp_ok:
             life = exp - iat
             if life <= 0:
                 add("lifetime", "fail", f"exp is not after iat ({int(life)} s)")

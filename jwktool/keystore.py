@@ -34,6 +34,7 @@ from typing import Any, Final, TypeAlias
 
 from . import _jwk
 from .errors import (
+    InputError,
     KeyNotFoundError,
     KeystoreCorruptError,
     KeystoreError,
@@ -617,11 +618,11 @@ def write_secret_file(path: str | os.PathLike[str], content: str) -> None:
             path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600
         )
     except FileExistsError:
-        raise KeystoreError(
+        raise InputError(
             f"{path} already exists; refusing to overwrite it with a private key"
         ) from None
     except OSError as exc:
-        raise KeystoreError(f"cannot create {path}: {exc.strerror or exc}") from None
+        raise InputError(f"cannot create {path}: {exc.strerror or exc}") from None
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         os.fchmod(handle.fileno(), 0o600)
         handle.write(content)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import threading
 import time
@@ -171,6 +172,8 @@ def _check_text(value: str, what: str) -> str:
 def _extra_json(extra_claims: Mapping[str, Any] | None) -> str:
     if not extra_claims:
         return ""
+    if not all(isinstance(name, str) for name in extra_claims):
+        raise InputError("extra claim names must be strings")
     clash = REQUIRED_CLAIMS.intersection(extra_claims)
     if clash:
         raise InputError(
@@ -190,6 +193,8 @@ def _timestamp(now: float | datetime | None) -> int:
         if now.tzinfo is None:
             raise InputError("now must be a timezone-aware datetime")
         return int(now.timestamp())
+    if isinstance(now, bool) or not isinstance(now, int | float) or not math.isfinite(now):
+        raise InputError("now must be a finite number of seconds since the epoch")
     return int(now)
 
 

@@ -1,0 +1,144 @@
+"""Shared fixtures: an isolated environment, a keystore path, a fixed clock, CLI runners."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+VECTORS = Path(__file__).parent / "vectors"
+
+#: The JWK members that are private key material (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2).
+PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+#: A fixed instant for tests that inject ``now`` into the library.
+NOW = datetime(2025, 1, 15, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def load_vector(name: str) -> Any:
+    """Return the parsed JSON of ``tests/vectors/<name>`` (see tests/vectors/README.md)."""
+    return json.loads((VECTORS / name).read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Keep jwktool away from the real home: no JWKTOOL_* variables, XDG_DATA_HOME in tmp."""
+    for name in list(os.environ):
+        if name.startswith("JWKTOOL_"):
+            monkeypatch.delenv(name)
+    xdg = tmp_path / "xdg-data"
+    monkeypatch.setenv("XDG_DATA_HOME", str(xdg))
+    return xdg
+
+
+@pytest.fixture
+def keystore_path(tmp_path: Path) -> Path:
+    """A keystore file in a directory that does not exist yet (jwktool creates both)."""
+    return tmp_path / "store" / "keystore.json"
+
+
+@pytest.fixture
+def now() -> datetime:
+    """A fixed, timezone-aware instant to pass as ``now=`` to the library."""
+    return NOW
+
+
+CliInvoke = Callable[..., Result]
+
+
+@pytest.fixture
+def cli(isolated_env: Path) -> CliInvoke:
+    """Invoke ``jwktool.cli.cli`` in-process; the Result keeps stdout and stderr apart.
+
+    ``cli("keys", "list", "--keystore", path, env={...}, input=b"...")``.
+    """
+    from jwktool.cli import cli as command
+
+    runner = CliRunner()
+
+    def invoke(
+        *args: str | os.PathLike[str],
+        env: Mapping[str, str | None] | None = None,
+        input: bytes | str | None = None,
+    ) -> Result:
+        return runner.invoke(
+            command,
+            [os.fspath(a) for a in args],
+            env=dict(env) if env else None,
+            input=input,
+            prog_name="jwktool",
+            catch_exceptions=True,
+        )
+
+    return invoke
+
+
+def subprocess_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Return os.environ without JWKTOOL_* variables, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JWKTOOL_")}
+    env.update(extra or {})
+    return env
+
+
+RunCli = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+@pytest.fixture
+def run_cli(isolated_env: Path) -> RunCli:
+    """Run ``python -m jwktool ARGS`` as a real process; returns the CompletedProcess (text)."""
+
+    def run(
+        *args: str | os.PathLike[str],
+        env: Mapping[str, str] | None = None,
+        input: str | None = None,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "jwktool", *[os.fspath(a) for a in args]],
+            env=subprocess_env({"XDG_DATA_HOME": str(isolated_env), **(env or {})}),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    return run
+
+
+def run_python(
+    code: str, args: Sequence[str] = (), *, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -c CODE ARGS`` with the test interpreter (jwktool importable)."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def assert_one_line_error(text: str, *, contains: str | None = None) -> str:
+    """Check stderr holds exactly one line, ``jwktool: error: ...``; return the message."""
+    assert "Traceback" not in text
+    lines = text.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got {lines!r}"
+    assert lines[0].startswith("jwktool: error: "), lines[0]
+    if contains is not None:
+        assert contains in lines[0], lines[0]
+    return lines[0][len("jwktool: error: ") :]
+
+
+def private_values(jwk: Mapping[str, Any]) -> list[str]:
+    """Return the string values of the private members of a JWK."""
+    return [v for k, v in jwk.items() if k in PRIVATE_MEMBERS and isinstance(v, str)]
