@@ -19,12 +19,8 @@ Guarantees:
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import os
-import stat
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -33,14 +29,12 @@ from pathlib import Path
 from typing import Any, Final, TypeAlias
 
 from . import _jwk
+from ._fileio import atomic_write, ensure_private_directory, exclusive_lock, read_private_file
 from .errors import (
     InputError,
     KeyNotFoundError,
     KeystoreCorruptError,
-    KeystoreError,
-    KeystoreLockError,
     KeystoreNotFoundError,
-    KeystorePermissionError,
     PassphraseError,
 )
 
@@ -200,40 +194,8 @@ class Keystore:
 
     def read_with_identity(self) -> tuple[KeystoreData, tuple[int, int, int, int]]:
         """Read and parse the keystore; also return the identity of what was read."""
-        try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError:
-            raise KeystoreNotFoundError(
-                f"no keystore at {self.path}; create one with 'jwktool keys generate'"
-            ) from None
-        except IsADirectoryError:
-            raise KeystoreError(f"keystore path {self.path} is a directory") from None
-        except OSError as exc:
-            raise KeystoreError(
-                f"cannot open keystore {self.path}: {exc.strerror or exc}"
-            ) from None
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            # Linux opens a directory O_RDONLY; os.fdopen() would then raise.
-            os.close(fd)
-            raise KeystoreError(f"keystore path {self.path} is a directory")
-        with os.fdopen(fd, "rb") as handle:
-            if st.st_mode & 0o077:
-                raise KeystorePermissionError(
-                    f"keystore {self.path} is accessible by group or others "
-                    f"(mode {stat.S_IMODE(st.st_mode):04o}); private keys must be private: "
-                    f"run 'chmod 600 {self.path}'"
-                )
-            if st.st_size > MAX_KEYSTORE_BYTES:
-                raise KeystoreCorruptError(
-                    f"keystore {self.path} is {st.st_size} bytes, larger than the "
-                    f"{MAX_KEYSTORE_BYTES} bytes a keystore may be; refused"
-                )
-            raw = handle.read(MAX_KEYSTORE_BYTES + 1)
-        if len(raw) > MAX_KEYSTORE_BYTES:
-            raise KeystoreCorruptError(f"keystore {self.path} is too large; refused")
-        data = _parse_document(raw, self.path)
-        return data, (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+        raw, identity = read_private_file(self.path, MAX_KEYSTORE_BYTES, "keystore")
+        return _parse_document(raw, self.path), identity
 
     # -- writing -------------------------------------------------------------
 
@@ -249,8 +211,8 @@ class Keystore:
             raise KeystoreNotFoundError(
                 f"no keystore at {self.path}; create one with 'jwktool keys generate'"
             )
-        self._ensure_directory()
-        with self._locked():
+        ensure_private_directory(self.path.parent)
+        with exclusive_lock(self.path, self.lock_timeout, "keystore"):
             if self.path.exists():
                 data = self.read()
                 before: str | None = _serialise(data)
@@ -264,90 +226,7 @@ class Keystore:
             yield data
             after = _serialise(data)
             if after != before:
-                self._write(after.encode("utf-8"))
-
-    def _ensure_directory(self) -> None:
-        parent = self.path.parent
-        if not parent.exists():
-            try:
-                parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            except OSError as exc:
-                raise KeystoreError(
-                    f"cannot create directory {parent}: {exc.strerror or exc}"
-                ) from None
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
-        except OSError as exc:
-            raise KeystoreError(
-                f"cannot open lock file {lock_path}: {exc.strerror or exc}"
-            ) from None
-        try:
-            deadline = time.monotonic() + self.lock_timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError as exc:
-                    if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                        raise KeystoreError(f"cannot lock {lock_path}: {exc.strerror}") from None
-                    if time.monotonic() >= deadline:
-                        raise KeystoreLockError(
-                            f"another process holds the keystore lock {lock_path}; "
-                            f"gave up after {self.lock_timeout:g} s"
-                        ) from None
-                    time.sleep(0.02)
-            self._remove_stale_temp_files()
-            yield
-        finally:
-            os.close(fd)  # closing releases the flock
-
-    def _temp_prefix(self) -> str:
-        return f".{self.path.name}."
-
-    def _remove_stale_temp_files(self) -> None:
-        # Only a writer holding the lock makes temp files, and we hold it now:
-        # any left over belong to a writer that died before its rename.
-        for leftover in self.path.parent.glob(self._temp_prefix() + "*.tmp"):
-            with contextlib.suppress(OSError):
-                leftover.unlink()
-
-    def _write(self, content: bytes) -> None:
-        import tempfile
-
-        directory = self.path.parent
-        try:
-            fd, tmp_name = tempfile.mkstemp(
-                dir=directory, prefix=self._temp_prefix(), suffix=".tmp"
-            )
-        except OSError as exc:
-            raise KeystoreError(
-                f"cannot write to directory {directory}: {exc.strerror or exc}"
-            ) from None
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                os.fchmod(handle.fileno(), 0o600)
-                handle.write(content)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_name, self.path)
-        except BaseException as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
-            if isinstance(exc, OSError):
-                raise KeystoreError(
-                    f"could not write keystore {self.path}: {exc.strerror or exc}; "
-                    "the previous version is unchanged"
-                ) from None
-            raise
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+                atomic_write(self.path, after.encode("utf-8"), "keystore")
 
     # -- private material ----------------------------------------------------
 
