@@ -127,6 +127,7 @@ def keystore_option(func: F) -> F:
     """Add ``--keystore`` (default: $JWKTOOL_KEYSTORE, else the per-user default)."""
     return click.option(
         "--keystore",
+        envvar="JWKTOOL_KEYSTORE",
         default=None,
         help="Keystore file. Default: $JWKTOOL_KEYSTORE, "
         "else ~/.local/share/jwktool/keystore.json.",
@@ -137,11 +138,87 @@ def passphrase_option(func: F) -> F:
     """Add ``--passphrase-file`` for encrypted keystores."""
     return click.option(
         "--passphrase-file",
+        envvar="JWKTOOL_PASSPHRASE_FILE",
         type=click.Path(exists=True, dir_okay=False),
         default=None,
         help="File holding the keystore passphrase. Else $JWKTOOL_PASSPHRASE, "
         "else a prompt when a terminal is attached.",
     )(func)
+
+
+def client_id_option(required: bool) -> Callable[[F], F]:
+    """Add ``--client-id`` ($JWKTOOL_CLIENT_ID, or the profile's client_id)."""
+    return click.option(
+        "--client-id",
+        envvar="JWKTOOL_CLIENT_ID",
+        required=required,
+        help="The client id from the portal (iss and sub of the assertion).",
+    )
+
+
+def server_options(func: F) -> F:
+    """Add the options that say where to get tokens and how to reach the server."""
+    options = [
+        click.option(
+            "--env",
+            envvar="JWKTOOL_ENV",
+            type=click.Choice(["test", "production"]),
+            default=None,
+            help="Digitaal Vlaanderen environment (token endpoint and aud preset).",
+        ),
+        click.option(
+            "--issuer",
+            envvar="JWKTOOL_ISSUER",
+            default=None,
+            help="Issuer URL: the token endpoint is discovered.",
+        ),
+        click.option(
+            "--token-endpoint",
+            envvar="JWKTOOL_TOKEN_ENDPOINT",
+            default=None,
+            help="Token endpoint URL (with --audience).",
+        ),
+        click.option(
+            "--audience",
+            envvar="JWKTOOL_AUDIENCE",
+            default=None,
+            help="The assertion's aud (default: the issuer).",
+        ),
+        click.option(
+            "--scope",
+            envvar="JWKTOOL_SCOPE",
+            default=None,
+            help='Space-separated scopes, e.g. "gipod_pdo_read".',
+        ),
+        click.option(
+            "--resource",
+            envvar="JWKTOOL_RESOURCE",
+            default=None,
+            help="RFC 8707 resource indicator, if the server wants one.",
+        ),
+        click.option(
+            "--ca-bundle",
+            envvar=["JWKTOOL_CA_BUNDLE", "REQUESTS_CA_BUNDLE"],
+            type=click.Path(exists=True, dir_okay=False),
+            default=None,
+            help="CA bundle to verify the server with (TLS verification is always on).",
+        ),
+        click.option(
+            "--timeout",
+            envvar="JWKTOOL_TIMEOUT",
+            type=click.FloatRange(min=0.1, max=600),
+            default=15.0,
+            show_default=True,
+            help="Seconds to wait for the server to answer.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _timeouts(timeout: float) -> tuple[float, float]:
+    return (min(5.0, timeout), timeout)
 
 
 def json_option(func: F) -> F:
@@ -205,14 +282,72 @@ def _echo_json(value: Any) -> None:
 # -- the commands -----------------------------------------------------------------------
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "JWKTOOL"},
+)
 @click.version_option(__version__, "-V", "--version", prog_name="jwktool")
-def cli() -> None:
+@click.option(
+    "--profile",
+    envvar="JWKTOOL_PROFILE",
+    default=None,
+    help="Take defaults from this profile of jwktool.toml / ~/.config/jwktool/config.toml.",
+)
+@click.pass_context
+def cli(ctx: click.Context, profile: str | None) -> None:
     """Keys, private_key_jwt client assertions and OAuth access tokens.
 
     Made for Digitaal Vlaanderen (GIPOD) and any OAuth 2.0 server that
-    accepts RFC 7523 client assertions. Exit codes: docs/exit-codes.md.
+    accepts RFC 7523 client assertions. Every option can also come from a
+    JWKTOOL_... environment variable or a profile; explicit options win,
+    then the environment, then the profile. Exit codes: docs/exit-codes.md.
     """
+    if ctx.resilient_parsing:
+        return  # shell completion: no files read
+    from .config import load_profile
+
+    loaded = load_profile(profile)
+    if loaded.values:
+        ctx.default_map = _profile_defaults(ctx.command, loaded.values)
+
+
+def _profile_defaults(command: click.Command, values: dict[str, Any]) -> dict[str, Any]:
+    """Give each command, at any depth, the profile values its parameters can take."""
+    out: dict[str, Any] = {}
+    names = {p.name for p in command.params}
+    for param in command.params:
+        if param.name in values and param.name != "profile":
+            value = values[param.name]
+            out[param.name] = str(value) if isinstance(param.type, click.Choice) else value
+    # 'jwktool sign' has no --issuer: a profile's issuer is its aud.
+    wants_aud = "audience" in names and "issuer" not in names and "audience" not in out
+    if wants_aud and "issuer" in values and "env" not in values:
+        out["audience"] = values["issuer"]
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            out[name] = _profile_defaults(sub, values)
+    return out
+
+
+_WHERE = ("env", "issuer", "token_endpoint", "audience")
+
+
+def _server(ctx: click.Context, **given: Any) -> dict[str, Any]:
+    """Where to get tokens; explicit choices (options, environment) replace the profile's.
+
+    The profile may say env = "test"; someone typing --issuer URL means that
+    issuer, not a conflict between the two.
+    """
+    source = ctx.get_parameter_source
+    explicit = {
+        click.core.ParameterSource.COMMANDLINE,
+        click.core.ParameterSource.ENVIRONMENT,
+    }
+    if any(given.get(n) and source(n) in explicit for n in _WHERE):
+        for name in _WHERE:
+            if source(name) is click.core.ParameterSource.DEFAULT_MAP:
+                given[name] = None
+    return given
 
 
 @cli.group()
@@ -425,6 +560,35 @@ def keys_export(
             _fail(f"cannot write {output}: {exc.strerror or exc}")
 
 
+def _verifier(
+    ctx: click.Context,
+    verify: bool,
+    store: Any,
+    client_id: str | None,
+    server: dict[str, Any],
+    scope: str | None,
+    resource: str | None,
+    ca_bundle: str | None,
+    timeout: float,
+) -> Any:
+    """The token-request proof for --verify, or None without it."""
+    if not verify:
+        return None
+    if not client_id:
+        _fail("--verify needs --client-id (and --env, --issuer or --token-endpoint)")
+    from .exchanger import key_verifier
+
+    return key_verifier(
+        store,
+        client_id,
+        **server,
+        scope=scope,
+        resource=resource,
+        ca_bundle=ca_bundle,
+        timeout=_timeouts(timeout),
+    )
+
+
 @keys.command("rotate")
 @keystore_option
 @passphrase_option
@@ -454,6 +618,14 @@ def keys_export(
     default=None,
     help="RSA size of a new key (default: the active key's).",
 )
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Promote a pending key only once a token request signed with it succeeds "
+    "(and then at once); needs --client-id and the server options.",
+)
+@client_id_option(required=False)
+@server_options
 @click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
 @json_option
 @click.pass_context
@@ -465,25 +637,41 @@ def keys_rotate(
     overlap: timedelta,
     alg: str | None,
     size: str | None,
+    verify: bool,
+    client_id: str | None,
+    env: str | None,
+    issuer: str | None,
+    token_endpoint: str | None,
+    audience: str | None,
+    scope: str | None,
+    resource: str | None,
+    ca_bundle: str | None,
+    timeout: float,
     dry_run: bool,
     as_json: bool,
 ) -> None:
     """Advance rotation by one step: safe to run from cron every hour.
 
-    Promotes a pending key older than --overlap, removes keys retired longer
+    Promotes a pending key older than --overlap (with --verify: as soon as
+    the server accepts it, and never before), removes keys retired longer
     than --overlap ago, and stages a new pending key when the active key is
-    older than --min-age. Exit 0: nothing to do; 10: a new key was staged
+    older than --min-age. Exit 0: nothing to do; 10: a key needs registering
     (register the printed public JWK); 11: keys were promoted or removed.
     """
     from .keys import rotate_keys
 
+    store = _keystore(keystore, passphrase_file)
+    server = _server(ctx, env=env, issuer=issuer, token_endpoint=token_endpoint, audience=audience)
     result = rotate_keys(
-        _keystore(keystore, passphrase_file),
+        store,
         min_age=min_age,
         overlap=overlap,
         alg=alg,
         size=int(size) if size else None,
         dry_run=dry_run,
+        verify=_verifier(
+            ctx, verify, store, client_id, server, scope, resource, ca_bundle, timeout
+        ),
     )
     if as_json:
         _echo_json(result.as_dict())
@@ -491,7 +679,9 @@ def keys_rotate(
         prefix = "would have " if dry_run else ""
         for action in result.actions:
             click.echo(f"{prefix}{action.action} {action.alg} key {action.kid or '(new)'}")
-        if not result.actions:
+        for kid in result.waiting:
+            click.echo(f"waiting: the server does not accept pending key {kid} yet; register it")
+        if not result.actions and not result.waiting:
             click.echo("nothing to do")
         if result.staged_key is not None:
             click.echo("register this public JWK with your authorization server:")
@@ -506,10 +696,77 @@ class _KidCommand(click.Command):
         if "--" not in args:
             names = {n for p in self.params for n in getattr(p, "opts", [])}
             names |= {"-h", "--help"}
-            dashed = [a for a in args if a.startswith("-") and a.split("=", 1)[0] not in names]
+            takes_value = {
+                n
+                for p in self.params
+                if isinstance(p, click.Option) and not p.is_flag
+                for n in p.opts
+            }
+            dashed, rest, skip = [], [], False
+            for arg in args:
+                if skip:
+                    rest.append(arg)
+                    skip = False
+                elif arg.startswith("-") and arg.split("=", 1)[0] not in names:
+                    dashed.append(arg)
+                else:
+                    rest.append(arg)
+                    skip = arg in takes_value
             if dashed:
-                args = [a for a in args if a not in dashed] + ["--", *dashed]
+                args = [*rest, "--", *dashed]
         return super().parse_args(ctx, args)
+
+
+def _print_info(name: str, info: Any, as_json: bool) -> None:
+    if as_json:
+        _echo_json(info.as_dict())
+    elif name == "remove":
+        click.echo(f"removed {info.alg} key {info.kid}")
+    else:
+        click.echo(f"{name.rstrip('e')}ed {info.alg} key {info.kid}; status: {info.status.value}")
+
+
+@keys.command("activate", cls=_KidCommand)
+@keystore_option
+@passphrase_option
+@click.argument("kid")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Activate only after a token request signed with KID succeeds.",
+)
+@client_id_option(required=False)
+@server_options
+@json_option
+@click.pass_context
+def keys_activate(
+    ctx: click.Context,
+    keystore: str | None,
+    passphrase_file: str | None,
+    kid: str,
+    verify: bool,
+    client_id: str | None,
+    env: str | None,
+    issuer: str | None,
+    token_endpoint: str | None,
+    audience: str | None,
+    scope: str | None,
+    resource: str | None,
+    ca_bundle: str | None,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Make KID the active key now (the previous one is retired).
+
+    Use it the moment a single pasted key is replaced in the portal; with
+    --verify it first proves the server accepts KID (exit 4 if not).
+    """
+    from .keys import activate_key
+
+    store = _keystore(keystore, passphrase_file)
+    server = _server(ctx, env=env, issuer=issuer, token_endpoint=token_endpoint, audience=audience)
+    check = _verifier(ctx, verify, store, client_id, server, scope, resource, ca_bundle, timeout)
+    _print_info("activate", activate_key(store, kid, verify=check), as_json)
 
 
 def _status_command(name: str, doc: str, func_name: str) -> None:
@@ -520,23 +777,9 @@ def _status_command(name: str, doc: str, func_name: str) -> None:
     def command(keystore: str | None, kid: str, as_json: bool) -> None:
         from . import keys as keys_module
 
-        info = getattr(keys_module, func_name)(_keystore(keystore), kid)
-        if as_json:
-            _echo_json(info.as_dict())
-        else:
-            click.echo(
-                f"{name.rstrip('e')}ed {info.alg} key {info.kid}; status: {info.status.value}"
-                if name != "remove"
-                else f"removed {info.alg} key {info.kid}"
-            )
+        _print_info(name, getattr(keys_module, func_name)(_keystore(keystore), kid), as_json)
 
 
-_status_command(
-    "activate",
-    "Make KID the active key now (the previous one is retired). "
-    "Use it the moment a single pasted key is replaced in the portal.",
-    "activate_key",
-)
 _status_command(
     "retire", "Retire the pending key KID (it stays published until removed).", "retire_key"
 )
@@ -545,13 +788,88 @@ _status_command(
 )
 
 
+@keys.command("status")
+@keystore_option
+@click.option(
+    "--max-age",
+    type=Duration(),
+    default="97d",
+    show_default=True,
+    help="Exit 12 when the active key is older than this.",
+)
+@click.option(
+    "--max-pending-age",
+    type=Duration(),
+    default="14d",
+    show_default=True,
+    help="Exit 13 when a pending key has waited longer than this.",
+)
+@click.option(
+    "--prometheus",
+    "prometheus_file",
+    default=None,
+    help="Also write the figures to this file for node_exporter's textfile collector.",
+)
+@json_option
+@click.pass_context
+def keys_status(
+    ctx: click.Context,
+    keystore: str | None,
+    max_age: timedelta,
+    max_pending_age: timedelta,
+    prometheus_file: str | None,
+    as_json: bool,
+) -> None:
+    """Report key ages for monitoring; exit codes tell what is wrong.
+
+    Exit 0: healthy; 12: the active key is older than --max-age (rotation is
+    not running); 13: a pending key waits longer than --max-pending-age for
+    registration; 3: no active key.
+    """
+    from .keys import key_status
+
+    report = key_status(_keystore(keystore), max_age=max_age, max_pending_age=max_pending_age)
+    if prometheus_file:
+        from pathlib import Path
+
+        from ._fileio import atomic_write
+
+        atomic_write(
+            Path(prometheus_file), report.prometheus().encode(), "metrics file", mode=0o644
+        )
+    if as_json:
+        _echo_json(report.as_dict())
+    else:
+        active = report.active
+        assert active is not None and report.active_age is not None
+        click.echo(
+            f"active   {active.kid} ({active.alg}), {_age(report.active_age.total_seconds())} "
+            f"old; limit {_age(max_age.total_seconds())}"
+            + ("  TOO OLD" if report.active_too_old else "")
+        )
+        for key in report.keys:
+            if key.status.value == "pending":
+                age = key.age(report.checked_at).total_seconds()
+                late = age > max_pending_age.total_seconds()
+                click.echo(
+                    f"pending  {key.kid} ({key.alg}), waiting {_age(age)}"
+                    + ("  WAITING TOO LONG: register it" if late else "")
+                )
+        click.echo("ok" if report.exit_code == 0 else "attention needed")
+    ctx.exit(report.exit_code)
+
+
 def audience_options(func: F) -> F:
     """Add ``--env`` and ``--audience`` (exactly one of them is needed)."""
     func = click.option(
-        "--audience", default=None, help="The assertion's aud, for a server other than the presets."
+        "--audience",
+        envvar="JWKTOOL_AUDIENCE",
+        default=None,
+        help="The assertion's aud, for a server other than the presets.",
     )(func)
     return click.option(
         "--env",
+        envvar="JWKTOOL_ENV",
         type=click.Choice(["test", "production"]),
         default=None,
         help="Digitaal Vlaanderen environment: aud is its issuer.",
@@ -561,7 +879,7 @@ def audience_options(func: F) -> F:
 @cli.command("sign")
 @keystore_option
 @passphrase_option
-@click.option("--client-id", required=True, help="The client id from the portal (iss and sub).")
+@client_id_option(required=True)
 @audience_options
 @click.option("--lifetime", type=int, default=300, show_default=True, help="Seconds until exp.")
 @click.option(
@@ -587,11 +905,12 @@ def sign(
     """
     from .signer import create_assertion
 
+    where = _server(click.get_current_context(), env=env, audience=audience)
     result = create_assertion(
         _keystore(keystore, passphrase_file),
         client_id,
-        audience=audience,
-        env=env,
+        audience=where["audience"],
+        env=where["env"],
         lifetime=lifetime,
         kid=kid,
         allow_long_lifetime=allow_long_lifetime,
@@ -657,37 +976,18 @@ def inspect(
 @cli.command("token")
 @keystore_option
 @passphrase_option
-@click.option("--client-id", required=True, help="The client id from the portal.")
-@click.option(
-    "--env",
-    type=click.Choice(["test", "production"]),
-    default=None,
-    help="Digitaal Vlaanderen environment (token endpoint and aud preset).",
-)
-@click.option("--issuer", default=None, help="Issuer URL: the token endpoint is discovered.")
-@click.option("--token-endpoint", default=None, help="Token endpoint URL (with --audience).")
-@click.option("--audience", default=None, help="The assertion's aud (default: the issuer).")
-@click.option("--scope", default=None, help='Space-separated scopes, e.g. "gipod_pdo_read".')
-@click.option(
-    "--resource", default=None, help="RFC 8707 resource indicator, if the server wants one."
-)
-@click.option(
-    "--ca-bundle",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    envvar="REQUESTS_CA_BUNDLE",
-    help="CA bundle to verify the server with.",
-)
-@click.option(
-    "--timeout",
-    type=float,
-    default=15.0,
-    show_default=True,
-    help="Seconds to wait for the server to answer.",
-)
+@client_id_option(required=True)
+@server_options
 @click.option("--kid", default=None, help="Sign with this key (default: the active key).")
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Do not use or fill the per-user token cache (~/.cache/jwktool/tokens.json).",
+)
 @json_option
+@click.pass_context
 def token(
+    ctx: click.Context,
     keystore: str | None,
     passphrase_file: str | None,
     client_id: str,
@@ -700,33 +1000,109 @@ def token(
     ca_bundle: str | None,
     timeout: float,
     kid: str | None,
+    no_cache: bool,
     as_json: bool,
 ) -> None:
     """Print an access token (client_credentials with a private_key_jwt assertion).
 
     Prints the token alone, for 'Authorization: Bearer $(jwktool token ...)',
-    or with --json the whole response plus expires_at. Exit 4: the server
-    refused (invalid_client, invalid_scope, ...); 5: it could not be reached.
+    or with --json the whole response plus expires_at. A still-valid token
+    from an earlier run is reused (same server, client, scope and key).
+    Exit 4: the server refused (invalid_client, invalid_scope, ...); 5: it
+    could not be reached.
     """
     from .exchanger import fetch_token
+    from .tokencache import TokenCache
 
     result = fetch_token(
         _keystore(keystore, passphrase_file),
         client_id,
-        env=env,
-        issuer=issuer,
-        token_endpoint=token_endpoint,
-        audience=audience,
+        **_server(ctx, env=env, issuer=issuer, token_endpoint=token_endpoint, audience=audience),
         scope=scope,
         resource=resource,
         ca_bundle=ca_bundle,
-        timeout=(min(5.0, timeout), timeout),
+        timeout=_timeouts(timeout),
         kid=kid,
+        cache=None if no_cache else TokenCache(),
     )
     if as_json:
         _echo_json(result.as_dict())
     else:
         click.echo(result.access_token)
+
+
+@cli.command("doctor")
+@keystore_option
+@passphrase_option
+@client_id_option(required=False)
+@server_options
+@click.option(
+    "--max-age",
+    type=Duration(),
+    default="97d",
+    show_default=True,
+    help="Warn when the active key is older than this.",
+)
+@click.option("--no-request", is_flag=True, help="Check everything but make no token request.")
+@json_option
+@click.pass_context
+def doctor(
+    ctx: click.Context,
+    keystore: str | None,
+    passphrase_file: str | None,
+    client_id: str | None,
+    env: str | None,
+    issuer: str | None,
+    token_endpoint: str | None,
+    audience: str | None,
+    scope: str | None,
+    resource: str | None,
+    ca_bundle: str | None,
+    timeout: float,
+    max_age: timedelta,
+    no_request: bool,
+    as_json: bool,
+) -> None:
+    """Check everything that can make a token request fail, and say what to fix.
+
+    One line per check: ok, warn, fail or skip. Exit 0 when nothing failed,
+    6 when something did.
+    """
+    from .doctor import run_doctor
+
+    report = run_doctor(
+        _keystore(keystore, passphrase_file),
+        client_id,
+        **_server(ctx, env=env, issuer=issuer, token_endpoint=token_endpoint, audience=audience),
+        scope=scope,
+        resource=resource,
+        ca_bundle=ca_bundle,
+        timeout=_timeouts(timeout),
+        max_age=max_age,
+        request=not no_request,
+    )
+    if as_json:
+        _echo_json(report.as_dict())
+    else:
+        for check in report.checks:
+            click.echo(f"{check.level:<4}  {check.name:<11} {check.message}")
+    ctx.exit(report.exit_code)
+
+
+@cli.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL.
+
+    bash: eval "$(jwktool completion bash)" in ~/.bashrc;
+    zsh: eval "$(jwktool completion zsh)" in ~/.zshrc;
+    fish: jwktool completion fish > ~/.config/fish/completions/jwktool.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    assert cls is not None
+    click.echo(cls(cli, {}, "jwktool", "_JWKTOOL_COMPLETE").source())
 
 
 def main() -> None:

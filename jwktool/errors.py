@@ -18,6 +18,8 @@ __all__ = [
     "EXIT_ROTATE_STAGED",
     "EXIT_SERVER_REJECTED",
     "EXIT_SERVER_UNREACHABLE",
+    "EXIT_STATUS_ACTIVE_OLD",
+    "EXIT_STATUS_PENDING_OLD",
     "AssertionCheckError",
     "InputError",
     "JwktoolError",
@@ -54,6 +56,10 @@ EXIT_CHECK_FAILED = 6
 EXIT_ROTATE_STAGED = 10
 #: ``keys rotate``: keys were promoted, retired or removed; nothing to do by hand.
 EXIT_ROTATE_CHANGED = 11
+#: ``keys status``: the active key is older than --max-age.
+EXIT_STATUS_ACTIVE_OLD = 12
+#: ``keys status``: a pending key has waited longer than --max-pending-age.
+EXIT_STATUS_PENDING_OLD = 13
 
 
 class JwktoolError(Exception):

@@ -34,7 +34,8 @@ import requests.auth
 from .errors import InputError, ServerRejectedError, ServerUnreachableError
 from .keystore import KeystoreLike
 from .presets import environment
-from .signer import ASSERTION_TYPE, DEFAULT_LIFETIME, Signer
+from .signer import ASSERTION_TYPE, DEFAULT_LIFETIME, Signer, signing_thumbprint
+from .tokencache import TokenCache, cache_key
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -43,6 +44,7 @@ __all__ = [
     "Endpoint",
     "TokenClient",
     "fetch_token",
+    "key_verifier",
     "request_token",
     "resolve_endpoint",
 ]
@@ -635,6 +637,11 @@ class TokenClient:
             self._refresh_at = self._refresh_time(token)
             return token
 
+    @property
+    def refresh_at(self) -> float:
+        """When the cached token will be replaced (seconds since the epoch; 0 if none)."""
+        return self._refresh_at
+
     def access_token(self) -> str:
         """Return just the access token string (see :meth:`get_token`)."""
         return self.get_token().access_token
@@ -765,8 +772,22 @@ def fetch_token(
     lifetime: int = DEFAULT_LIFETIME,
     kid: str | None = None,
     max_retries: int = 2,
+    cache: TokenCache | None = None,
 ) -> AccessToken:
-    """Get one access token (with retries on transient failures); ``jwktool token``."""
+    """Get one access token (retrying transient failures); ``jwktool token``.
+
+    With a :class:`~jwktool.tokencache.TokenCache`, a still-fresh token for the
+    same server, client, scope, resource and signing key is returned without
+    any request, and a new one is stored.
+    """
+    key = None
+    if cache is not None:
+        server = " ".join(str(v) for v in (env, issuer, token_endpoint, audience) if v)
+        thumb = signing_thumbprint(keystore, kid)
+        key = cache_key(server, client_id, scope, thumb, resource)
+        entry = cache.get(key)
+        if entry is not None:
+            return _from_cache(entry)
     with TokenClient(
         keystore,
         client_id,
@@ -782,4 +803,82 @@ def fetch_token(
         kid=kid,
         max_retries=max_retries,
     ) as client:
-        return client.get_token()
+        token = client.get_token()
+        if cache is not None and key is not None:
+            cache.put(
+                key,
+                {
+                    "access_token": token.access_token,
+                    "token_type": token.token_type,
+                    "expires_in": token.expires_in,
+                    "expires_at": token.expires_at,
+                    "refresh_at": client.refresh_at,
+                    "scope": token.scope,
+                    "raw": dict(token.raw),
+                },
+            )
+        return token
+
+
+def _from_cache(entry: Mapping[str, Any]) -> AccessToken:
+    raw = entry.get("raw")
+    return AccessToken(
+        access_token=entry["access_token"],
+        token_type=str(entry.get("token_type") or "Bearer"),
+        expires_in=entry.get("expires_in") if isinstance(entry.get("expires_in"), int) else None,
+        expires_at=float(entry["expires_at"]),
+        scope=entry.get("scope") if isinstance(entry.get("scope"), str) else None,
+        raw=raw if isinstance(raw, dict) else {"access_token": entry["access_token"]},
+    )
+
+
+def key_verifier(
+    keystore: KeystoreLike,
+    client_id: str,
+    *,
+    env: str | None = None,
+    issuer: str | None = None,
+    token_endpoint: str | None = None,
+    audience: str | None = None,
+    scope: str | None = None,
+    resource: str | None = None,
+    ca_bundle: str | None = None,
+    timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+) -> Callable[[str], None]:
+    """Return a function that proves a key works: a real token request signed with that kid.
+
+    The function returns when the server issues a token and raises
+    :class:`ServerRejectedError` when it refuses (for instance, the key is not
+    registered yet). Used by ``keys rotate --verify`` and ``keys activate --verify``.
+    The token obtained is discarded.
+    """
+    endpoints: list[Endpoint] = []
+
+    def verify(kid: str) -> None:
+        if not endpoints:
+            endpoints.append(
+                resolve_endpoint(
+                    env=env,
+                    issuer=issuer,
+                    token_endpoint=token_endpoint,
+                    audience=audience,
+                    ca_bundle=ca_bundle,
+                    timeout=timeout,
+                )
+            )
+        endpoint = endpoints[0]
+        signer = Signer(keystore, client_id, endpoint.audience, kid=kid, check_interval=0)
+        request_token(
+            signer.sign(),
+            endpoint.token_endpoint,
+            client_id=client_id,
+            scope=scope,
+            resource=resource,
+            ca_bundle=ca_bundle,
+            timeout=timeout,
+            kid=kid,
+            assertion_audience=endpoint.audience,
+        )
+        log.info("the server accepted key %s", kid)
+
+    return verify

@@ -12,11 +12,11 @@ key that signs) -> ``retired`` (still published for an overlap, then removed).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 from . import _jwk
 from .errors import InputError, KeyValidationError, NoActiveKeyError
@@ -30,6 +30,9 @@ from .keystore import (
     open_keystore,
 )
 
+#: Proves a key works: makes a token request signed with ``kid``; raises if refused.
+Verifier: TypeAlias = Callable[[str], None]
+
 __all__ = [
     "ALGORITHMS",
     "DEFAULT_ALG",
@@ -39,10 +42,13 @@ __all__ = [
     "KeystoreLike",
     "RotationAction",
     "RotationResult",
+    "StatusReport",
+    "Verifier",
     "activate_key",
     "export_keys",
     "generate_key",
     "import_key",
+    "key_status",
     "list_keys",
     "open_keystore",
     "remove_key",
@@ -370,11 +376,18 @@ class RotationResult:
     actions: tuple[RotationAction, ...]
     dry_run: bool
     staged_key: KeyInfo | None = None
+    #: With ``verify``: pending kids the server does not accept yet (register them).
+    waiting: tuple[str, ...] = ()
 
     @property
     def staged(self) -> bool:
         """Whether a new pending key was (or would be) staged: register it."""
         return any(a.action == "staged" for a in self.actions)
+
+    @property
+    def needs_registration(self) -> bool:
+        """Whether a key waits to be registered: one was staged, or the server refused one."""
+        return self.staged or bool(self.waiting)
 
     @property
     def changed(self) -> bool:
@@ -383,10 +396,11 @@ class RotationResult:
 
     @property
     def exit_code(self) -> int:
-        """0 nothing to do, 10 a key was staged, 11 other changes (see docs)."""
+        """0 nothing to do; 10 a key needs registering (staged or not yet accepted);
+        11 other changes (see docs/exit-codes.md)."""
         from .errors import EXIT_OK, EXIT_ROTATE_CHANGED, EXIT_ROTATE_STAGED
 
-        if self.staged:
+        if self.needs_registration:
             return EXIT_ROTATE_STAGED
         return EXIT_ROTATE_CHANGED if self.changed else EXIT_OK
 
@@ -397,6 +411,7 @@ class RotationResult:
             "changed": self.changed,
             "actions": [{"action": a.action, "kid": a.kid, "alg": a.alg} for a in self.actions],
             "register": dict(self.staged_key.public_jwk) if self.staged_key else None,
+            "waiting_for_registration": list(self.waiting),
         }
 
 
@@ -409,6 +424,7 @@ def rotate_keys(
     size: int | None = None,
     dry_run: bool = False,
     now: datetime | None = None,
+    verify: Verifier | None = None,
 ) -> RotationResult:
     """Advance key rotation by one step; idempotent, meant for cron.
 
@@ -424,6 +440,13 @@ def rotate_keys(
     It never leaves the keystore without an active key and never removes an
     active or pending key. Overlapping runs are safe: the second sees what
     the first did.
+
+    With ``verify`` (a function that makes a real token request signed with
+    the given kid, raising :class:`~jwktool.errors.ServerRejectedError` when
+    the server refuses it), promotion depends on proof instead of age: a
+    pending key is promoted as soon as the server accepts it, and a key the
+    server refuses is never promoted (it is reported in ``waiting``). The
+    requests are made outside the lock.
     """
     if min_age <= timedelta(0):
         raise InputError("--min-age must be positive")
@@ -431,10 +454,42 @@ def rotate_keys(
         raise InputError("--overlap must not be negative")
     store = open_keystore(keystore)
     when = _now(now)
+    accepted: set[str] | None = None
+    waiting: tuple[str, ...] = ()
+    if verify is not None:
+        accepted, waiting = _verify_pending(store, verify)
     if dry_run:
-        return _rotate(store, store.read(), when, min_age, overlap, alg, size, dry_run=True)
-    with store.update() as data:
-        return _rotate(store, data, when, min_age, overlap, alg, size, dry_run=False)
+        result = _rotate(
+            store, store.read(), when, min_age, overlap, alg, size, accepted, dry_run=True
+        )
+    else:
+        with store.update() as data:
+            result = _rotate(
+                store, data, when, min_age, overlap, alg, size, accepted, dry_run=False
+            )
+    promoted = {a.kid for a in result.actions if a.action == "promoted"}
+    still_waiting = tuple(kid for kid in waiting if kid not in promoted)
+    return replace(result, waiting=still_waiting)
+
+
+def _verify_pending(store: Keystore, verify: Verifier) -> tuple[set[str], tuple[str, ...]]:
+    """Try each pending key, newest first, until the server accepts one."""
+    from .errors import ServerRejectedError
+
+    pending = sorted(
+        (r for r in store.read().keys if r.status is KeyStatus.PENDING),
+        key=lambda r: r.created,
+        reverse=True,
+    )
+    waiting = []
+    for record in pending:
+        try:
+            verify(record.kid)
+        except ServerRejectedError:
+            waiting.append(record.kid)
+            continue
+        return {record.kid}, tuple(waiting)
+    return set(), tuple(waiting)
 
 
 def _rotate(
@@ -445,6 +500,7 @@ def _rotate(
     overlap: timedelta,
     alg: str | None,
     size: int | None,
+    accepted: set[str] | None,
     *,
     dry_run: bool,
 ) -> RotationResult:
@@ -457,9 +513,12 @@ def _rotate(
         raise NoActiveKeyError(
             f"keystore {store.path} has no active or pending key; run 'jwktool keys generate'"
         )
-    ripe = [r for r in pending if now - r.created >= overlap]
+    if accepted is None:
+        ripe = [r for r in pending if now - r.created >= overlap]
+    else:  # proof instead of age: only a key the server accepted, at once
+        ripe = [r for r in pending if r.kid in accepted]
     just_retired: set[str] = set()
-    if ripe or active is None:
+    if ripe or (active is None and accepted is None):
         promote = ripe[0] if ripe else pending[0]
         if active is not None:
             actions.append(RotationAction("retired", active.kid, active.alg))
@@ -479,6 +538,10 @@ def _rotate(
             actions.append(RotationAction("removed", record.kid, record.alg))
             data.keys.remove(record)
     staged_key = None
+    if active is None:
+        raise NoActiveKeyError(
+            f"keystore {store.path} has no active key and the server accepted no pending key"
+        )
     if not pending and now - (active.activated or active.created) >= min_age:
         new_alg = alg or active.alg
         new_size = size
@@ -507,15 +570,26 @@ def _new_key_check(alg: str, size: int | None) -> None:
 # -- explicit status changes ----------------------------------------------------
 
 
-def activate_key(keystore: KeystoreLike, kid: str, *, now: datetime | None = None) -> KeyInfo:
+def activate_key(
+    keystore: KeystoreLike,
+    kid: str,
+    *,
+    now: datetime | None = None,
+    verify: Verifier | None = None,
+) -> KeyInfo:
     """Make ``kid`` the active key now; the previous active key is retired.
 
     This is the flow for a portal that holds a single pasted key: the moment
     the new public key is registered, signing must switch to it. Activating
     the active key changes nothing; a retired key may be re-activated (rollback).
+    With ``verify``, the key is activated only after a token request signed
+    with it succeeds (the verifier's error is raised otherwise).
     """
     store = open_keystore(keystore)
     when = _now(now)
+    if verify is not None:
+        store.read().find(kid)  # an unknown kid is bad input, not a server question
+        verify(kid)
     with store.update() as data:
         record = data.find(kid)
         if record.status is not KeyStatus.ACTIVE:
@@ -551,3 +625,140 @@ def remove_key(keystore: KeystoreLike, kid: str) -> KeyInfo:
             raise InputError(f"key {kid!r} is the active key and cannot be removed")
         data.keys.remove(record)
     return _info(record)
+
+
+# -- monitoring -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """The keystore's health for monitoring (``jwktool keys status``)."""
+
+    keys: tuple[KeyInfo, ...]
+    active: KeyInfo | None
+    active_age: timedelta | None
+    oldest_pending_age: timedelta | None
+    max_age: timedelta
+    max_pending_age: timedelta
+    checked_at: datetime
+
+    @property
+    def active_too_old(self) -> bool:
+        """The active key is older than ``max_age``: rotation is not happening."""
+        return self.active_age is not None and self.active_age > self.max_age
+
+    @property
+    def pending_too_long(self) -> bool:
+        """A pending key has waited longer than ``max_pending_age`` for registration."""
+        return (
+            self.oldest_pending_age is not None and self.oldest_pending_age > self.max_pending_age
+        )
+
+    @property
+    def exit_code(self) -> int:
+        """0 healthy; 13 a pending key waits too long; 12 the active key is too old."""
+        from .errors import EXIT_OK, EXIT_STATUS_ACTIVE_OLD, EXIT_STATUS_PENDING_OLD
+
+        if self.pending_too_long:
+            return EXIT_STATUS_PENDING_OLD
+        return EXIT_STATUS_ACTIVE_OLD if self.active_too_old else EXIT_OK
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready description."""
+        return {
+            "checked_at": format_time(self.checked_at),
+            "ok": self.exit_code == 0,
+            "active_kid": self.active.kid if self.active else None,
+            "active_age_seconds": _seconds(self.active_age),
+            "oldest_pending_age_seconds": _seconds(self.oldest_pending_age),
+            "active_too_old": self.active_too_old,
+            "pending_too_long": self.pending_too_long,
+            "max_age_seconds": _seconds(self.max_age),
+            "max_pending_age_seconds": _seconds(self.max_pending_age),
+            "keys": [k.as_dict(self.checked_at) for k in self.keys],
+        }
+
+    def prometheus(self) -> str:
+        """Return the figures in Prometheus text exposition format (for a textfile collector)."""
+        lines = [
+            "# HELP jwktool_key_age_seconds Seconds since each key was created.",
+            "# TYPE jwktool_key_age_seconds gauge",
+        ]
+        for key in self.keys:
+            labels = f'kid="{_label(key.kid)}",alg="{key.alg}",status="{key.status.value}"'
+            age = int(key.age(self.checked_at).total_seconds())
+            lines.append(f"jwktool_key_age_seconds{{{labels}}} {age}")
+        gauges = [
+            (
+                "jwktool_active_key_age_seconds",
+                "Seconds since the active key was activated.",
+                _seconds(self.active_age),
+            ),
+            (
+                "jwktool_pending_keys",
+                "Keys staged and waiting to be promoted.",
+                sum(1 for k in self.keys if k.status is KeyStatus.PENDING),
+            ),
+            (
+                "jwktool_oldest_pending_key_age_seconds",
+                "Age of the oldest pending key.",
+                _seconds(self.oldest_pending_age) or 0,
+            ),
+            (
+                "jwktool_rotation_ok",
+                "1 when no key is older than its limit, else 0.",
+                int(self.exit_code == 0),
+            ),
+            (
+                "jwktool_status_timestamp_seconds",
+                "When these figures were taken.",
+                int(self.checked_at.timestamp()),
+            ),
+        ]
+        for name, text, value in gauges:
+            if value is None:
+                continue
+            lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge", f"{name} {value}"]
+        return "\n".join(lines) + "\n"
+
+
+def _seconds(value: timedelta | None) -> int | None:
+    return None if value is None else int(value.total_seconds())
+
+
+def _label(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+
+
+def key_status(
+    keystore: KeystoreLike = None,
+    *,
+    max_age: timedelta = timedelta(days=97),
+    max_pending_age: timedelta = timedelta(days=14),
+    now: datetime | None = None,
+) -> StatusReport:
+    """Report key ages against limits, for monitoring.
+
+    :param max_age: the active key should not be older (default 97 days:
+        rotation's 90 plus a week of overlap).
+    :param max_pending_age: a pending key should be registered and promoted within this.
+    :raises NoActiveKeyError: the keystore has no active key.
+    """
+    when = _now(now)
+    data = open_keystore(keystore).read()
+    infos = tuple(
+        _info(r) for r in sorted(data.keys, key=lambda r: (_STATUS_ORDER[r.status], r.created))
+    )
+    active = next((k for k in infos if k.status is KeyStatus.ACTIVE), None)
+    if active is None:
+        raise NoActiveKeyError("the keystore has no active key: nothing can sign")
+    pending = [k for k in infos if k.status is KeyStatus.PENDING]
+    return StatusReport(
+        keys=infos,
+        active=active,
+        active_age=when - (active.activated or active.created),
+        oldest_pending_age=max((k.age(when) for k in pending), default=None),
+        max_age=max_age,
+        max_pending_age=max_pending_age,
+        checked_at=when,
+    )

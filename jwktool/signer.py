@@ -57,6 +57,7 @@ __all__ = [
     "create_assertion",
     "make_client_assertion",
     "resolve_audience",
+    "signing_thumbprint",
 ]
 
 #: RFC 7523 §2.2: the client_assertion_type for a JWT client assertion.
@@ -276,6 +277,12 @@ def _load_signing_key(store: Keystore, data: KeystoreData, kid: str | None) -> S
     record = _select(data, kid)
     private = _jwk.load_private_key(store.private_jwk(data, record))
     return SigningKey(record.kid, record.alg, private, record.status)
+
+
+def signing_thumbprint(keystore: KeystoreLike, kid: str | None = None) -> str:
+    """Return the RFC 7638 thumbprint of the key a signer would use (active, or ``kid``)."""
+    record = _select(open_keystore(keystore).read(), kid)
+    return _jwk.thumbprint(record.public)
 
 
 class Signer:

@@ -509,6 +509,7 @@ def test_rotate_promotes_after_overlap(cli: CliInvoke, keystore_path: Path) -> N
             {"action": "promoted", "kid": new.kid, "alg": "ES256"},
         ],
         "register": None,
+        "waiting_for_registration": [],
     }
 
 

@@ -1,0 +1,390 @@
+"""``jwktool doctor``: check everything that can make a token request fail, and say what to fix.
+
+Each check gives one line, ``ok``, ``warn``, ``fail`` or ``skip``: the keystore
+(permissions, passphrase, an active key, key age), the client id, the
+server (reachable, TLS, discovery), the clock offset measured from the
+server's ``Date`` header, an assertion checked against the provider's rules,
+and a real token request. When the server says ``invalid_client``, the
+likely causes are named in order, and a key in the keystore that the server
+does accept is found by trying it.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Final
+
+import requests
+
+from .errors import EXIT_CHECK_FAILED, EXIT_OK, JwktoolError, ServerRejectedError
+from .exchanger import (
+    DEFAULT_TIMEOUT,
+    Endpoint,
+    _describe_transport_error,
+    _new_session,
+    _verify,
+    request_token,
+    resolve_endpoint,
+)
+from .inspection import Check, inspect_assertion
+from .keystore import KeyStatus, KeystoreData, KeystoreLike, open_keystore
+from .presets import ENVIRONMENTS
+from .signer import Signer
+
+__all__ = ["DoctorReport", "run_doctor"]
+
+_UUID: Final = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
+_CLOCK_WARN: Final = 10.0
+_CLOCK_FAIL: Final = 60.0
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    """The checks :func:`run_doctor` made, in order."""
+
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when no check failed (warnings allowed)."""
+        return all(c.level != "fail" for c in self.checks)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when nothing failed, else 6."""
+        return EXIT_OK if self.ok else EXIT_CHECK_FAILED
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready report."""
+        return {
+            "ok": self.ok,
+            "checks": [
+                {"name": c.name, "level": c.level, "message": c.message} for c in self.checks
+            ],
+        }
+
+
+class _Checks:
+    def __init__(self) -> None:
+        self.items: list[Check] = []
+
+    def add(self, name: str, level: str, message: str) -> None:
+        self.items.append(Check(name, level, message))
+
+    def skip(self, *names: str, why: str) -> None:
+        for name in names:
+            self.add(name, "skip", why)
+
+
+def _days(delta: timedelta) -> str:
+    days = delta.total_seconds() / 86400
+    return f"{days:.0f} days" if days >= 1 else f"{delta.total_seconds() / 3600:.0f} hours"
+
+
+def _check_keystore(
+    out: _Checks, keystore: KeystoreLike, max_age: timedelta, now: datetime
+) -> tuple[Any, KeystoreData] | None:
+    store = open_keystore(keystore)
+    try:
+        data = store.read()
+    except JwktoolError as exc:
+        out.add("keystore", "fail", exc.message)
+        return None
+    out.add("keystore", "ok", f"{store.path} is private and parses ({len(data.keys)} keys)")
+    active = data.active()
+    if active is None:
+        out.add("active key", "fail", "no active key: generate one or activate a pending key")
+        return None
+    if data.encryption is not None:
+        try:
+            store.private_jwk(data, active)
+        except JwktoolError as exc:
+            out.add("passphrase", "fail", exc.message)
+            return None
+        out.add("passphrase", "ok", "the passphrase opens the keystore")
+    age = now - (active.activated or active.created)
+    out.add("active key", "ok", f"{active.alg} key {active.kid}, active for {_days(age)}")
+    if age > max_age:
+        out.add(
+            "key age",
+            "warn",
+            f"the active key is older than the policy ({_days(max_age)}): "
+            "run 'jwktool keys rotate' (see the rotation runbook)",
+        )
+    else:
+        out.add("key age", "ok", f"within the policy of {_days(max_age)}")
+    for record in data.keys:
+        if record.status is KeyStatus.PENDING:
+            out.add(
+                "pending key",
+                "warn" if now - record.created > timedelta(days=14) else "ok",
+                f"{record.kid} waits for registration since {_days(now - record.created)}",
+            )
+    return store, data
+
+
+def _probe_server(
+    out: _Checks,
+    endpoint: Endpoint,
+    session: requests.Session,
+    ca_bundle: str | None,
+    timeout: Any,
+) -> float | None:
+    """GET the discovery document (or the token endpoint); return the clock offset."""
+    url = (
+        f"{endpoint.issuer}/.well-known/openid-configuration"
+        if endpoint.issuer
+        else endpoint.token_endpoint
+    )
+    try:
+        response = session.get(
+            url, timeout=timeout, verify=_verify(ca_bundle), allow_redirects=False, stream=True
+        )
+        response.close()
+    except requests.RequestException as exc:
+        error = _describe_transport_error(exc, url)
+        name = "tls" if isinstance(exc, requests.exceptions.SSLError) else "server"
+        out.add(name, "fail", error.message)
+        return None
+    out.add("server", "ok", f"{url} answered HTTP {response.status_code}")
+    if url.startswith("https://"):
+        out.add("tls", "ok", "the server's certificate verified")
+    date = response.headers.get("Date")
+    if not date:
+        out.add("clock", "skip", "the server sent no Date header")
+        return None
+    try:
+        offset = email.utils.parsedate_to_datetime(date).timestamp() - time.time()
+    except (TypeError, ValueError):
+        out.add("clock", "skip", "the server's Date header is not a date")
+        return None
+    if abs(offset) > _CLOCK_FAIL:
+        level = "fail"
+    elif abs(offset) > _CLOCK_WARN:
+        level = "warn"
+    else:
+        level = "ok"
+    out.add(
+        "clock",
+        level,
+        f"this machine's clock is {offset:+.0f} s from the server's"
+        + ("" if level == "ok" else ": fix NTP; assertions with a skewed iat/exp are refused"),
+    )
+    return offset
+
+
+def _diagnose_invalid_client(
+    exc: ServerRejectedError,
+    *,
+    offset: float | None,
+    client_id: str,
+    audience: str,
+    active_kid: str,
+    active_alg: str,
+    other_works: str | None,
+) -> str:
+    description = (exc.error_description or "").lower()
+    if offset is not None and abs(offset) > _CLOCK_FAIL:
+        return f"cause: this machine's clock is {offset:+.0f} s off; fix NTP first"
+    if other_works is not None:
+        return (
+            f"cause: the active key {active_kid} is not registered, but key {other_works} "
+            f"is: register the active key, or run 'jwktool keys activate {other_works}'"
+        )
+    if "client" in description and any(
+        word in description for word in ("not exist", "unknown", "not found", "no client")
+    ):
+        return f"cause: the server does not know client id {client_id}: copy it from the portal"
+    if any(word in description for word in ("kid", "key", "signature", "jwk")):
+        return (
+            f"cause: the key {active_kid} is not registered for this client: paste the "
+            "output of 'jwktool keys export --format jwk' into the portal"
+        )
+    return (
+        "likely causes, most likely first: "
+        f"1) the key {active_kid} is not registered for this client; "
+        f"2) the client id {client_id} is wrong; "
+        f"3) the server expects another aud than {audience}; "
+        f"4) the server does not accept {active_alg}"
+    )
+
+
+def run_doctor(
+    keystore: KeystoreLike,
+    client_id: str | None,
+    *,
+    env: str | None = None,
+    issuer: str | None = None,
+    token_endpoint: str | None = None,
+    audience: str | None = None,
+    scope: str | None = None,
+    resource: str | None = None,
+    ca_bundle: str | None = None,
+    timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+    max_age: timedelta = timedelta(days=97),
+    request: bool = True,
+    now: datetime | None = None,
+) -> DoctorReport:
+    """Run every check and return the report; never raises for what it checks.
+
+    :param request: make a real token request (default); False stops before it.
+    """
+    when = now or datetime.now(timezone.utc)
+    out = _Checks()
+    later = ("client id", "server", "clock", "assertion", "token")
+    found = _check_keystore(out, keystore, max_age, when)
+    if found is None:
+        out.skip(*later, why="needs a usable keystore")
+        return DoctorReport(tuple(out.items))
+    store, data = found
+    active = data.active()
+    assert active is not None
+    if not client_id:
+        out.add("client id", "fail", "no client id: give --client-id or set it in a profile")
+        out.skip(*later[1:], why="needs a client id")
+        return DoctorReport(tuple(out.items))
+    preset = ENVIRONMENTS.get(env) if env else None
+    if preset is not None and not _UUID.match(client_id):
+        out.add("client id", "warn", f"{client_id} is not a UUID; the portal's Client-ID is one")
+    else:
+        out.add("client id", "ok", client_id)
+    if preset is not None and active.alg != "RS256":
+        out.add(
+            "algorithm", "warn", f"{active.alg}: Digitaal Vlaanderen is only known to accept RS256"
+        )
+    session = _new_session()
+    try:
+        try:
+            endpoint = resolve_endpoint(
+                env=env,
+                issuer=issuer,
+                token_endpoint=token_endpoint,
+                audience=audience,
+                session=session,
+                ca_bundle=ca_bundle,
+                timeout=timeout,
+            )
+        except JwktoolError as exc:
+            out.add("server", "fail", exc.message)
+            out.skip("clock", "assertion", "token", why="needs the server")
+            return DoctorReport(tuple(out.items))
+        offset = _probe_server(out, endpoint, session, ca_bundle, timeout)
+        signer = Signer(store, client_id, endpoint.audience, check_interval=0)
+        assertion = signer.sign()
+        report = inspect_assertion(assertion, keystore=store, audience=endpoint.audience)
+        failed = [c for c in report.checks if c.level == "fail"]
+        if failed:
+            out.add("assertion", "fail", "; ".join(f"{c.name}: {c.message}" for c in failed))
+        else:
+            out.add(
+                "assertion", "ok", f"signed with {signer.kid}, aud {endpoint.audience}, rules met"
+            )
+        if not request:
+            out.skip("token", why="--no-request: no token request made")
+            return DoctorReport(tuple(out.items))
+        _check_token(
+            out,
+            store,
+            data,
+            client_id,
+            endpoint,
+            scope,
+            resource,
+            ca_bundle,
+            timeout,
+            session,
+            offset,
+            assertion,
+        )
+    finally:
+        session.close()
+    return DoctorReport(tuple(out.items))
+
+
+def _check_token(
+    out: _Checks,
+    store: Any,
+    data: KeystoreData,
+    client_id: str,
+    endpoint: Endpoint,
+    scope: str | None,
+    resource: str | None,
+    ca_bundle: str | None,
+    timeout: Any,
+    session: requests.Session,
+    offset: float | None,
+    assertion: str,
+) -> None:
+    active = data.active()
+    assert active is not None
+
+    def attempt(signed: str, kid: str) -> Any:
+        return request_token(
+            signed,
+            endpoint.token_endpoint,
+            client_id=client_id,
+            scope=scope,
+            resource=resource,
+            session=session,
+            ca_bundle=ca_bundle,
+            timeout=timeout,
+            kid=kid,
+            assertion_audience=endpoint.audience,
+        )
+
+    try:
+        token = attempt(assertion, active.kid)
+    except ServerRejectedError as exc:
+        if exc.error == "invalid_client":
+            other = _find_accepted_key(store, data, client_id, endpoint, attempt)
+            cause = _diagnose_invalid_client(
+                exc,
+                offset=offset,
+                client_id=client_id,
+                audience=endpoint.audience,
+                active_kid=active.kid,
+                active_alg=active.alg,
+                other_works=other,
+            )
+            out.add("token", "fail", f"invalid_client (HTTP {exc.status}): {cause}")
+        elif exc.error == "invalid_scope":
+            out.add(
+                "token",
+                "fail",
+                f"invalid_scope: the client is not granted {scope!r}; "
+                "check its roles in the portal",
+            )
+        else:
+            out.add("token", "fail", exc.message)
+        return
+    except JwktoolError as exc:
+        out.add("token", "fail", exc.message)
+        return
+    lifetime = f"expires in {token.expires_in} s" if token.expires_in else "no expires_in"
+    out.add(
+        "token",
+        "ok",
+        f"the server issued a {token.token_type} token ({lifetime}, "
+        f"scope {token.scope or 'default'})",
+    )
+
+
+def _find_accepted_key(
+    store: Any, data: KeystoreData, client_id: str, endpoint: Endpoint, attempt: Any
+) -> str | None:
+    """Try the keystore's pending keys; return one the server accepts."""
+    # Pending keys only: jwktool never signs with a retired key, not even to probe.
+    for record in (r for r in data.keys if r.status is KeyStatus.PENDING):
+        try:
+            signer = Signer(store, client_id, endpoint.audience, kid=record.kid, check_interval=0)
+            attempt(signer.sign(), record.kid)
+        except JwktoolError:
+            continue
+        return record.kid
+    return None
