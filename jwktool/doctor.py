@@ -173,7 +173,7 @@ def _probe_server(
     out.add(
         "clock",
         level,
-        f"this machine's clock is {offset:+.0f} s from the server's"
+        f"this machine's clock is {round(offset):+d} s from the server's"
         + ("" if level == "ok" else ": fix NTP; assertions with a skewed iat/exp are refused"),
     )
     return offset
@@ -191,7 +191,7 @@ def _diagnose_invalid_client(
 ) -> str:
     description = (exc.error_description or "").lower()
     if offset is not None and abs(offset) > _CLOCK_FAIL:
-        return f"cause: this machine's clock is {offset:+.0f} s off; fix NTP first"
+        return f"cause: this machine's clock is {round(offset):+d} s off; fix NTP first"
     if other_works is not None:
         return (
             f"cause: the active key {active_kid} is not registered, but key {other_works} "

@@ -809,3 +809,131 @@ def make_test_ca(tmp_path: str | Path) -> tuple[Path, Path, Path]:
         )
     )
     return ca_path, cert_path, key_path
+
+
+# --------------------------------------------------------------------------
+# Command line: a stand-in for ACM on this machine, for trying jwktool out
+# --------------------------------------------------------------------------
+
+
+def _rebind(server: AuthServer, port: int) -> None:
+    """Serve ``server`` on 127.0.0.1:``port`` instead of its ephemeral port (before start)."""
+    server._httpd.server_close()
+    server._httpd = make_server(
+        "127.0.0.1", port, server.app, threaded=True, request_handler=_QuietRequestHandler
+    )
+    server.port = server._httpd.server_port
+    server.base_url = f"http://127.0.0.1:{server.port}"
+    server.issuer = server.base_url + ISSUER_PATH
+    server.token_endpoint = server.issuer + "/v1/token"
+    server.jwks_uri = server.issuer + "/v1/keys"
+    server.discovery_url = server.issuer + "/.well-known/openid-configuration"
+    server.resource_url = server.base_url + "/api/resource"
+    server.audiences = [server.issuer]
+
+
+def _read_jwks(path: Path) -> dict[str, Any]:
+    """Read a JWKS file, or a single public JWK (what ``jwktool keys generate`` prints)."""
+    import json
+
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(doc, dict) and "keys" not in doc and "kty" in doc:
+        doc = {"keys": [doc]}
+    if not isinstance(doc, dict):
+        raise ValueError("not a JSON object")
+    return doc
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the test authorization server until Ctrl-C: ``python -m tests.integration.authserver``.
+
+    Registers one client with the public keys of ``--jwks`` (a JWKS or a single
+    JWK) and the given scopes, prints the issuer and endpoints, and serves on
+    127.0.0.1 over plain HTTP. When the JWKS file changes, the client is
+    registered again with its new content, the way pasting a new key into the
+    portal replaces the old one. For trying jwktool out and for the docs' own
+    walkthrough; never for production.
+    """
+    import argparse
+    import signal
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.integration.authserver",
+        description="A local OAuth server shaped like Digitaal Vlaanderen's, for tests and demos.",
+    )
+    parser.add_argument(
+        "--jwks", required=True, type=Path, help="public JWKS (or one public JWK) of the client"
+    )
+    parser.add_argument("--client-id", required=True, help="the client id to register")
+    parser.add_argument(
+        "--scope",
+        default="gipod_pdo_read gipod_pdo_write",
+        help="space-separated scopes the client may ask for (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)"
+    )
+    args = parser.parse_args(argv)
+
+    def load() -> dict[str, Any]:
+        try:
+            return _read_jwks(args.jwks)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"authserver: cannot read --jwks {args.jwks}: {exc}") from None
+
+    def stamp() -> tuple[int, int] | None:
+        try:
+            st = args.jwks.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    server = AuthServer()
+    try:
+        if args.port:
+            try:
+                _rebind(server, args.port)
+            except OSError as exc:
+                raise SystemExit(
+                    f"authserver: cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}"
+                ) from None
+        scopes = args.scope.split()
+        try:
+            server.register_client(args.client_id, load(), scopes)
+        except ValueError as exc:
+            raise SystemExit(f"authserver: {args.jwks}: {exc}") from None
+        seen = stamp()
+        server.start()
+        # SIGTERM (systemd, kill) stops as cleanly as Ctrl-C does.
+        signal.signal(signal.SIGTERM, _interrupt)
+        print("jwktool test authorization server (for trying out only; plain HTTP)")
+        print(f"issuer:         {server.issuer}")
+        print(f"token endpoint: {server.token_endpoint}")
+        print(f"protected API:  {server.resource_url}")
+        print(f"client:         {args.client_id} (scopes: {' '.join(scopes)})")
+        print("Stop with Ctrl-C.", flush=True)
+        while True:
+            time.sleep(0.2)
+            now = stamp()
+            if now is not None and now != seen:
+                seen = now
+                try:
+                    server.register_client(args.client_id, _read_jwks(args.jwks), scopes)
+                except (OSError, ValueError) as exc:
+                    print(f"kept the old keys: {args.jwks}: {exc}", file=sys.stderr, flush=True)
+                else:
+                    print(f"registered the new keys of {args.jwks}", flush=True)
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
+        return 0
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
