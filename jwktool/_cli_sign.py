@@ -1,0 +1,135 @@
+"""``jwktool sign`` and ``jwktool inspect``."""
+
+from __future__ import annotations
+
+import json
+from typing import IO
+
+import click
+
+from .cli import (
+    _MAX_INPUT_BYTES,
+    F,
+    _echo_json,
+    _fail,
+    _keystore,
+    _server,
+    client_id_option,
+    json_option,
+    keystore_option,
+    passphrase_option,
+)
+
+
+def audience_options(func: F) -> F:
+    """Add ``--env`` and ``--audience`` (exactly one of them is needed)."""
+    func = click.option(
+        "--audience",
+        envvar="JWKTOOL_AUDIENCE",
+        default=None,
+        help="The assertion's aud, for a server other than the presets.",
+    )(func)
+    return click.option(
+        "--env",
+        envvar="JWKTOOL_ENV",
+        type=click.Choice(["test", "production"]),
+        default=None,
+        help="Digitaal Vlaanderen environment: aud is its issuer.",
+    )(func)
+
+
+@click.command("sign")
+@keystore_option
+@passphrase_option
+@client_id_option(required=True)
+@audience_options
+@click.option("--lifetime", type=int, default=300, show_default=True, help="Seconds until exp.")
+@click.option(
+    "--allow-long-lifetime", is_flag=True, help="Allow a lifetime over 600 s (not for ACM)."
+)
+@click.option("--kid", default=None, help="Sign with this key (default: the active key).")
+@json_option
+def sign(
+    keystore: str | None,
+    passphrase_file: str | None,
+    client_id: str,
+    env: str | None,
+    audience: str | None,
+    lifetime: int,
+    allow_long_lifetime: bool,
+    kid: str | None,
+    as_json: bool,
+) -> None:
+    """Print a signed private_key_jwt client assertion (RFC 7523).
+
+    Prints the compact JWT, or with --json its header, claims (with readable
+    times) and the JWT.
+    """
+    from .signer import create_assertion
+
+    where = _server(click.get_current_context(), env=env, audience=audience)
+    result = create_assertion(
+        _keystore(keystore, passphrase_file),
+        client_id,
+        audience=where["audience"],
+        env=where["env"],
+        lifetime=lifetime,
+        kid=kid,
+        allow_long_lifetime=allow_long_lifetime,
+    )
+    if as_json:
+        _echo_json(result.as_dict())
+    else:
+        click.echo(result.assertion)
+
+
+@click.command("inspect")
+@keystore_option
+@click.argument("source", type=click.File("r"), default="-")
+@click.option(
+    "--jwks",
+    "jwks_file",
+    type=click.File("r"),
+    default=None,
+    help="Verify against this JWKS file instead of the keystore.",
+)
+@audience_options
+@json_option
+@click.pass_context
+def inspect(
+    ctx: click.Context,
+    keystore: str | None,
+    source: IO[str],
+    jwks_file: IO[str] | None,
+    env: str | None,
+    audience: str | None,
+    as_json: bool,
+) -> None:
+    """Decode and check a client assertion read from SOURCE (a file, or - for stdin).
+
+    Shows header and claims, verifies the signature against the keystore (or
+    --jwks) and checks Digitaal Vlaanderen's rules. Exit 6 when a check fails.
+    """
+    from .inspection import inspect_assertion
+
+    token = source.read(_MAX_INPUT_BYTES + 1)
+    jwks = None
+    if jwks_file is not None:
+        try:
+            jwks = json.loads(jwks_file.read(_MAX_INPUT_BYTES))
+        except ValueError:
+            _fail("the --jwks file is not valid JSON")
+    report = inspect_assertion(token, keystore=keystore, jwks=jwks, audience=audience, env=env)
+    if as_json:
+        _echo_json(report.as_dict())
+    else:
+        click.echo("header: " + json.dumps(dict(report.header)))
+        click.echo("claims: " + json.dumps(dict(report.claims)))
+        for name, when in report.as_dict()["times"].items():
+            click.echo(f"  {name}: {when}")
+        for check in report.checks:
+            click.echo(f"{check.level:<4}  {check.name:<9} {check.message}")
+    if not report.ok:
+        from .errors import EXIT_CHECK_FAILED
+
+        ctx.exit(EXIT_CHECK_FAILED)

@@ -1,0 +1,136 @@
+"""``jwktool token`` and ``jwktool doctor``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import click
+
+from .cli import (
+    Duration,
+    _echo_json,
+    _keystore,
+    _server,
+    _timeouts,
+    client_id_option,
+    json_option,
+    keystore_option,
+    passphrase_option,
+    server_options,
+)
+
+
+@click.command("token")
+@keystore_option
+@passphrase_option
+@client_id_option(required=True)
+@server_options
+@click.option("--kid", default=None, help="Sign with this key (default: the active key).")
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Do not use or fill the per-user token cache (~/.cache/jwktool/tokens.json).",
+)
+@json_option
+@click.pass_context
+def token(
+    ctx: click.Context,
+    keystore: str | None,
+    passphrase_file: str | None,
+    client_id: str,
+    env: str | None,
+    issuer: str | None,
+    token_endpoint: str | None,
+    audience: str | None,
+    scope: str | None,
+    resource: str | None,
+    ca_bundle: str | None,
+    timeout: float,
+    kid: str | None,
+    no_cache: bool,
+    as_json: bool,
+) -> None:
+    """Print an access token (client_credentials with a private_key_jwt assertion).
+
+    Prints the token alone, for 'Authorization: Bearer $(jwktool token ...)',
+    or with --json the whole response plus expires_at. A still-valid token
+    from an earlier run is reused (same server, client, scope and key).
+    Exit 4: the server refused (invalid_client, invalid_scope, ...); 5: it
+    could not be reached.
+    """
+    from .exchanger import fetch_token
+    from .tokencache import TokenCache
+
+    result = fetch_token(
+        _keystore(keystore, passphrase_file),
+        client_id,
+        **_server(ctx, env=env, issuer=issuer, token_endpoint=token_endpoint, audience=audience),
+        scope=scope,
+        resource=resource,
+        ca_bundle=ca_bundle,
+        timeout=_timeouts(timeout),
+        kid=kid,
+        cache=None if no_cache else TokenCache(),
+    )
+    if as_json:
+        _echo_json(result.as_dict())
+    else:
+        click.echo(result.access_token)
+
+
+@click.command("doctor")
+@keystore_option
+@passphrase_option
+@client_id_option(required=False)
+@server_options
+@click.option(
+    "--max-age",
+    type=Duration(),
+    default="97d",
+    show_default=True,
+    help="Warn when the active key is older than this.",
+)
+@click.option("--no-request", is_flag=True, help="Check everything but make no token request.")
+@json_option
+@click.pass_context
+def doctor(
+    ctx: click.Context,
+    keystore: str | None,
+    passphrase_file: str | None,
+    client_id: str | None,
+    env: str | None,
+    issuer: str | None,
+    token_endpoint: str | None,
+    audience: str | None,
+    scope: str | None,
+    resource: str | None,
+    ca_bundle: str | None,
+    timeout: float,
+    max_age: timedelta,
+    no_request: bool,
+    as_json: bool,
+) -> None:
+    """Check everything that can make a token request fail, and say what to fix.
+
+    One line per check: ok, warn, fail or skip. Exit 0 when nothing failed,
+    6 when something did.
+    """
+    from .doctor import run_doctor
+
+    report = run_doctor(
+        _keystore(keystore, passphrase_file),
+        client_id,
+        **_server(ctx, env=env, issuer=issuer, token_endpoint=token_endpoint, audience=audience),
+        scope=scope,
+        resource=resource,
+        ca_bundle=ca_bundle,
+        timeout=_timeouts(timeout),
+        max_age=max_age,
+        request=not no_request,
+    )
+    if as_json:
+        _echo_json(report.as_dict())
+    else:
+        for check in report.checks:
+            click.echo(f"{check.level:<4}  {check.name:<11} {check.message}")
+    ctx.exit(report.exit_code)
