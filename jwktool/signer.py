@@ -473,7 +473,5 @@ def create_assertion(
         jti=jti,
         allow_long_lifetime=allow_long_lifetime,
     )
-    from .inspection import decode_jwt
-
-    header, claims, _, _ = decode_jwt(token)
+    header, claims = (json.loads(_jwk.b64u_decode(part)) for part in token.split(".")[:2])
     return ClientAssertion(assertion=token, header=header, claims=claims)
