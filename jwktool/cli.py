@@ -60,12 +60,13 @@ class _Group(click.Group):
             exc.show()
             sys.exit(exc.exit_code)
         except click.Abort:
-            click.echo("jwktool: error: aborted", err=True)
-            sys.exit(1)
+            # click turns Ctrl-C (and end of input) at a prompt into Abort.
+            click.echo("jwktool: error: interrupted", err=True)
+            sys.exit(130)
         except BrokenPipeError:
-            # The reader went away (e.g. '| head'): not an error worth a message.
+            # The reader went away (e.g. '| head'): exit as a Unix tool killed by SIGPIPE.
             sys.stderr.close()
-            sys.exit(1)
+            sys.exit(141)
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -355,8 +356,8 @@ def cli(ctx: click.Context, profile: str | None) -> None:
     JWKTOOL_... environment variable or a profile; explicit options win,
     then the environment, then the profile. Exit codes: docs/exit-codes.md.
     """
-    if ctx.resilient_parsing:
-        return  # shell completion: no files read
+    if ctx.resilient_parsing or ctx.invoked_subcommand == "completion":
+        return  # shell completion must work even with a broken profile file
     from .config import load_profile
 
     loaded = load_profile(profile)

@@ -151,6 +151,7 @@ def _probe_server(
         error = _describe_transport_error(exc, url)
         name = "tls" if isinstance(exc, requests.exceptions.SSLError) else "server"
         out.add(name, "fail", error.message)
+        out.skip("clock", why="needs an answer from the server")
         return None
     out.add("server", "ok", f"{url} answered HTTP {response.status_code}")
     if url.startswith("https://"):

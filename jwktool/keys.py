@@ -485,7 +485,9 @@ def _verify_pending(store: Keystore, verify: Verifier) -> tuple[set[str], tuple[
     for record in pending:
         try:
             verify(record.kid)
-        except ServerRejectedError:
+        except ServerRejectedError as exc:
+            if exc.error != "invalid_client":
+                raise  # invalid_scope, a wrong client...: not "not registered yet"
             waiting.append(record.kid)
             continue
         return {record.kid}, tuple(waiting)

@@ -136,9 +136,9 @@ def default_keystore_path() -> Path:
 def resolve_keystore_path(path: str | os.PathLike[str] | None = None) -> Path:
     """Return the keystore path: the one given, else ``$JWKTOOL_KEYSTORE``, else the default."""
     if path is not None and str(path) != "":
-        return Path(path)
+        return Path(path).expanduser()
     env = os.environ.get(ENV_KEYSTORE)
-    return Path(env) if env else default_keystore_path()
+    return Path(env).expanduser() if env else default_keystore_path()
 
 
 def format_time(value: datetime) -> str:
