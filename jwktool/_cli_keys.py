@@ -86,6 +86,7 @@ def keys_generate(
 @click.argument("source", type=click.File("rb"))
 @click.option(
     "--alg",
+    "import_alg",  # not 'alg': a profile's alg is for new keys, not imported ones
     type=click.Choice(_ALGS),
     default=None,
     help="Algorithm. Default: the JWK's alg, else RS256 / ES256 / ES384 / EdDSA by key type.",
@@ -107,7 +108,7 @@ def keys_import(
     keystore: str | None,
     passphrase_file: str | None,
     source: IO[bytes],
-    alg: str | None,
+    import_alg: str | None,
     kid: str | None,
     pem_passphrase_file: str | None,
     activate: bool,
@@ -132,7 +133,7 @@ def keys_import(
         store,
         material,
         pem_passphrase=pem_pass,
-        alg=alg,
+        alg=import_alg,
         kid=kid,
         activate=activate,
         encrypt=encrypt,

@@ -821,14 +821,19 @@ def fetch_token(
 
 
 def _from_cache(entry: Mapping[str, Any]) -> AccessToken:
-    raw = entry.get("raw")
+    raw = dict(entry["raw"]) if isinstance(entry.get("raw"), dict) else {}
+    raw["access_token"] = entry["access_token"]
+    expires_at = float(entry["expires_at"])
+    # What is left of the lifetime now, not what the server said back then.
+    remaining = max(0, int(expires_at - time.time()))
+    raw["expires_in"] = remaining
     return AccessToken(
         access_token=entry["access_token"],
         token_type=str(entry.get("token_type") or "Bearer"),
-        expires_in=entry.get("expires_in") if isinstance(entry.get("expires_in"), int) else None,
-        expires_at=float(entry["expires_at"]),
+        expires_in=remaining,
+        expires_at=expires_at,
         scope=entry.get("scope") if isinstance(entry.get("scope"), str) else None,
-        raw=raw if isinstance(raw, dict) else {"access_token": entry["access_token"]},
+        raw=raw,
     )
 
 

@@ -28,6 +28,24 @@ def load_vector(name: str) -> Any:
     return json.loads((VECTORS / name).read_text(encoding="utf-8"))
 
 
+@pytest.fixture(autouse=True)
+def _no_real_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every test: jwktool never sees or writes the developer's home, profiles or caches.
+
+    HOME and the XDG directories point into a temporary directory; JWKTOOL_*
+    variables and CA-bundle overrides from the outer environment are removed.
+    """
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(name, str(home / name.lower()))
+    for name in list(os.environ):
+        if name.startswith("JWKTOOL_") or name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Keep jwktool away from the real home: no JWKTOOL_* variables, XDG_DATA_HOME in tmp."""
@@ -142,3 +160,24 @@ def assert_one_line_error(text: str, *, contains: str | None = None) -> str:
 def private_values(jwk: Mapping[str, Any]) -> list[str]:
     """Return the string values of the private members of a JWK."""
     return [v for k, v in jwk.items() if k in PRIVATE_MEMBERS and isinstance(v, str)]
+
+
+# -- slow tests (tests/reliability: the longer stress runs) ------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-slow",
+        action="store_true",
+        default=False,
+        help="also run tests marked @pytest.mark.slow (the longer stress runs)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
