@@ -532,3 +532,52 @@ def keys_status(
                 )
         click.echo("ok" if report.exit_code == 0 else "attention needed")
     ctx.exit(report.exit_code)
+
+
+@keys.command("passwd")
+@keystore_option
+@passphrase_option
+@click.option(
+    "--new-passphrase-file",
+    envvar="JWKTOOL_NEW_PASSPHRASE_FILE",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="File holding the new passphrase. Else $JWKTOOL_NEW_PASSPHRASE, else a prompt.",
+)
+@click.option(
+    "--iterations",
+    type=click.IntRange(min=600_000, max=100_000_000),
+    default=None,
+    help="PBKDF2-HMAC-SHA256 iterations for the new passphrase.  [default: 600000]",
+)
+@click.option("--remove", is_flag=True, help="Store the keys unencrypted (file stays 0600).")
+def keys_passwd(
+    keystore: str | None,
+    passphrase_file: str | None,
+    new_passphrase_file: str | None,
+    iterations: int | None,
+    remove: bool,
+) -> None:
+    """Encrypt the keystore, change its passphrase or cost, or remove the encryption."""
+    import os
+    import sys
+
+    from .keys import set_passphrase
+
+    new: bytes | None = None
+    if not remove:
+        if new_passphrase_file:
+            new = _read_secret_file(new_passphrase_file, "new passphrase file")
+        elif os.environ.get("JWKTOOL_NEW_PASSPHRASE"):
+            new = os.environ["JWKTOOL_NEW_PASSPHRASE"].encode("utf-8")
+        elif sys.stdin.isatty() and sys.stderr.isatty():
+            text = click.prompt(
+                "New keystore passphrase", hide_input=True, confirmation_prompt=True, err=True
+            )
+            new = str(text).encode("utf-8")
+        else:
+            _fail("give the new passphrase with --new-passphrase-file or $JWKTOOL_NEW_PASSPHRASE")
+    store = _keystore(keystore, passphrase_file)
+    set_passphrase(store, new, iterations=iterations)
+    state = "no longer encrypted" if new is None else "encrypted with the new passphrase"
+    click.echo(f"keystore {store.path} is {state}", err=True)

@@ -294,7 +294,18 @@ _LAZY_COMMANDS = {
     "token": "_cli_token:token",
 }
 _SUBCOMMANDS = frozenset(
-    {"activate", "export", "generate", "import", "list", "remove", "retire", "rotate", "status"}
+    {
+        "activate",
+        "export",
+        "generate",
+        "import",
+        "list",
+        "passwd",
+        "remove",
+        "retire",
+        "rotate",
+        "status",
+    }
 )
 
 

@@ -54,6 +54,7 @@ __all__ = [
     "remove_key",
     "retire_key",
     "rotate_keys",
+    "set_passphrase",
 ]
 
 #: The algorithms jwktool can generate, import and sign with.
@@ -764,3 +765,23 @@ def key_status(
         max_pending_age=max_pending_age,
         checked_at=when,
     )
+
+
+def set_passphrase(
+    keystore: KeystoreLike,
+    new_passphrase: bytes | None,
+    *,
+    iterations: int | None = None,
+) -> None:
+    """Encrypt the keystore with ``new_passphrase``, change it, or (``None``) remove it.
+
+    The current passphrase comes from the Keystore's own passphrase source.
+    ``iterations`` raises (or keeps) the PBKDF2 cost; default 600,000.
+    """
+    from .keystore import PBKDF2_ITERATIONS
+
+    if new_passphrase is not None and not new_passphrase:
+        raise InputError("the new passphrase is empty")
+    store = open_keystore(keystore)
+    with store.update() as data:
+        store.reseal(data, new_passphrase, iterations or PBKDF2_ITERATIONS)

@@ -280,16 +280,39 @@ class Keystore:
             )
         return source.encode("utf-8") if isinstance(source, str) else bytes(source)
 
-    def _new_encryption(self) -> Encryption:
+    def _new_encryption(
+        self, passphrase: bytes | None = None, iterations: int = PBKDF2_ITERATIONS
+    ) -> Encryption:
         salt = os.urandom(16)
-        key = _pbkdf2(self._passphrase_bytes(), salt, PBKDF2_ITERATIONS)
+        key = _pbkdf2(passphrase or self._passphrase_bytes(), salt, iterations)
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         iv = os.urandom(12)
         ct = AESGCM(key).encrypt(iv, _CHECK_PLAINTEXT, b"check")
-        self._derived[(salt, PBKDF2_ITERATIONS)] = key
+        self._derived[(salt, iterations)] = key
         check = {"iv": _jwk.b64u_encode(iv), "ct": _jwk.b64u_encode(ct)}
-        return Encryption(iterations=PBKDF2_ITERATIONS, salt=salt, check=check)
+        return Encryption(iterations=iterations, salt=salt, check=check)
+
+    def reseal(
+        self, data: KeystoreData, passphrase: bytes | None, iterations: int = PBKDF2_ITERATIONS
+    ) -> None:
+        """Re-encrypt every key under a new passphrase (``None``: store them unencrypted).
+
+        Needs the current passphrase for an encrypted keystore. A new salt is
+        drawn, so the new file shares nothing with the old one.
+        """
+        if passphrase is not None and not (
+            PBKDF2_MIN_ITERATIONS <= iterations <= PBKDF2_MAX_ITERATIONS
+        ):
+            raise InputError(
+                f"iterations must be between {PBKDF2_MIN_ITERATIONS} and {PBKDF2_MAX_ITERATIONS}"
+            )
+        plain = [(record, self.private_jwk(data, record)) for record in data.keys]
+        data.encryption = (
+            None if passphrase is None else self._new_encryption(passphrase, iterations)
+        )
+        for record, jwk in plain:
+            self.store_private(data, record, jwk)
 
     def _derive(self, enc: Encryption) -> bytes:
         cached = self._derived.get((enc.salt, enc.iterations))
