@@ -85,11 +85,11 @@ def sign(
 
 @click.command("inspect")
 @keystore_option
-@click.argument("source", type=click.File("r"), default="-")
+@click.argument("source", type=click.File("rb"), default="-")
 @click.option(
     "--jwks",
     "jwks_file",
-    type=click.File("r"),
+    type=click.File("rb"),
     default=None,
     help="Verify against this JWKS file instead of the keystore.",
 )
@@ -99,8 +99,8 @@ def sign(
 def inspect(
     ctx: click.Context,
     keystore: str | None,
-    source: IO[str],
-    jwks_file: IO[str] | None,
+    source: IO[bytes],
+    jwks_file: IO[bytes] | None,
     env: str | None,
     audience: str | None,
     as_json: bool,
@@ -112,13 +112,16 @@ def inspect(
     """
     from .inspection import inspect_assertion
 
-    token = source.read(_MAX_INPUT_BYTES + 1)
+    try:
+        token = source.read(_MAX_INPUT_BYTES + 1).decode("utf-8")
+    except UnicodeDecodeError:
+        _fail("the assertion is not text (a JWT is ASCII)", 6)
     jwks = None
     if jwks_file is not None:
         try:
-            jwks = json.loads(jwks_file.read(_MAX_INPUT_BYTES))
-        except ValueError:
-            _fail("the --jwks file is not valid JSON")
+            jwks = json.loads(jwks_file.read(_MAX_INPUT_BYTES).decode("utf-8"))
+        except (ValueError, RecursionError):
+            _fail("the --jwks file is not a JSON JWKS")
     report = inspect_assertion(token, keystore=keystore, jwks=jwks, audience=audience, env=env)
     if as_json:
         _echo_json(report.as_dict())

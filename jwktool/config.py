@@ -105,7 +105,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
     try:
-        raw = path.read_bytes()[: _MAX_CONFIG_BYTES + 1]
+        with open(path, "rb") as handle:
+            raw = handle.read(_MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise InputError(f"cannot read config {path}: {exc.strerror or exc}") from None
     if len(raw) > _MAX_CONFIG_BYTES:
@@ -115,6 +116,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         reason = " ".join(str(exc).split())[:160]
         raise InputError(f"config {path} is not valid TOML: {reason}") from None
+    except RecursionError:
+        raise InputError(f"config {path} is not valid TOML: nested too deeply") from None
     return doc
 
 

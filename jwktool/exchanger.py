@@ -21,6 +21,7 @@ import ipaddress
 import json
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -70,6 +71,7 @@ FATAL_ERRORS: Final = frozenset(
     }
 )
 _USER_AGENT: Final = "jwktool"
+_VSCHAR: Final = re.compile(r"[\x20-\x7e]+")
 
 
 def _is_loopback(host: str) -> bool:
@@ -143,11 +145,19 @@ def _verify(ca_bundle: str | None) -> bool | str:
 def _describe_transport_error(exc: requests.RequestException, url: str) -> ServerUnreachableError:
     host = urlsplit(url).netloc
     if isinstance(exc, requests.exceptions.SSLError):
-        return ServerUnreachableError(
-            f"TLS verification of {host} failed; if the server uses a private CA, "
-            "give it with --ca-bundle (or REQUESTS_CA_BUNDLE)",
-            retryable=False,
-        )
+        text = str(exc).lower()
+        if "certificate" in text or "hostname" in text or "verify" in text:
+            return ServerUnreachableError(
+                f"TLS verification of {host} failed; if the server uses a private CA, "
+                "give it with --ca-bundle (or REQUESTS_CA_BUNDLE)",
+                retryable=False,
+            )
+        # A handshake cut short or reset is a network fault, not a trust problem.
+        return ServerUnreachableError(f"the TLS handshake with {host} failed", retryable=True)
+    if isinstance(
+        exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError
+    ):
+        return ServerUnreachableError(f"{host}'s answer was cut short", retryable=True)
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return ServerUnreachableError(f"connecting to {host} timed out", retryable=True)
     if isinstance(exc, requests.exceptions.Timeout):
@@ -192,10 +202,62 @@ def _read_body(response: requests.Response, url: str) -> bytes:
     return b"".join(chunks)
 
 
+def _total_seconds(timeout: float | tuple[float, float]) -> float:
+    """The overall deadline for one request: connect plus read timeout.
+
+    requests' timeouts bound each socket operation, so a server that drips a
+    byte now and then could hold a caller for ever without this.
+    """
+    if isinstance(timeout, tuple):
+        return float(timeout[0]) + float(timeout[1])
+    return 2.0 * float(timeout)
+
+
+def _exchange(
+    http: requests.Session,
+    method: str,
+    url: str,
+    *,
+    timeout: float | tuple[float, float],
+    **kwargs: Any,
+) -> tuple[requests.Response, bytes]:
+    """Send one request and read its capped body, all within the overall deadline.
+
+    The work runs in a short-lived daemon thread so that the caller can be
+    given up on at the deadline even while the server is still dripping.
+    """
+    outcome: list[Any] = []
+
+    def work() -> None:
+        try:
+            response = http.request(
+                method, url, timeout=timeout, stream=True, allow_redirects=False, **kwargs
+            )
+            outcome.append((response, _read_body(response, url)))
+        except requests.RequestException as exc:
+            outcome.append(_describe_transport_error(exc, url))
+        except BaseException as exc:  # handed to the caller, raised there
+            outcome.append(exc)
+
+    limit = _total_seconds(timeout)
+    worker = threading.Thread(target=work, name="jwktool-http", daemon=True)
+    worker.start()
+    worker.join(limit)
+    if not outcome:
+        raise ServerUnreachableError(
+            f"{urlsplit(url).netloc} did not answer within {limit:g} s", retryable=True
+        )
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    response, body = result
+    return response, body
+
+
 def _json_object(body: bytes) -> dict[str, Any] | None:
     try:
         value = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 
@@ -270,14 +332,24 @@ def _parse_token_response(
     doc = _json_object(body)
     if status == 200:
         if doc is None:
+            # Often an answer cut short; a wrong URL answers HTML every time, and
+            # the retries are bounded either way.
             raise ServerUnreachableError(
                 f"{host} answered 200 without a JSON object; is this a token endpoint?",
                 status=status,
+                retryable=True,
             )
         token, token_type = doc.get("access_token"), doc.get("token_type")
         if not isinstance(token, str) or not token:
             raise ServerUnreachableError(
                 f"{host}'s token response has no access_token", status=status
+            )
+        if not _VSCHAR.fullmatch(token):
+            # RFC 6749 Appendix A.12: printable ASCII only; anything else could
+            # not be sent in an Authorization header (or printed on one line).
+            raise ServerUnreachableError(
+                f"{host} sent an access_token with characters a header cannot carry",
+                status=status,
             )
         if not isinstance(token_type, str):
             raise ServerUnreachableError(
@@ -371,21 +443,18 @@ def request_token(
     http = session or _new_session()
     started = time.time() if now is None else now
     try:
-        response = http.post(
+        response, body = _exchange(
+            http,
+            "POST",
             token_endpoint,
             data=form,
             headers={"Accept": "application/json"},
             timeout=timeout,
             verify=_verify(ca_bundle),
-            stream=True,
-            allow_redirects=False,
         )
-    except requests.RequestException as exc:
-        raise _describe_transport_error(exc, token_endpoint) from None
     finally:
         if session is None:
             http.close()
-    body = _read_body(response, token_endpoint)
     log.debug(
         "token endpoint %s answered HTTP %s", urlsplit(token_endpoint).netloc, response.status_code
     )
@@ -416,18 +485,14 @@ def _discover(
     ]
     last: ServerUnreachableError | None = None
     for url in dict.fromkeys(candidates):
-        try:
-            response = session.get(
-                url,
-                headers={"Accept": "application/json"},
-                timeout=timeout,
-                verify=_verify(ca_bundle),
-                stream=True,
-                allow_redirects=False,
-            )
-        except requests.RequestException as exc:
-            raise _describe_transport_error(exc, url) from None
-        body = _read_body(response, url)
+        response, body = _exchange(
+            session,
+            "GET",
+            url,
+            headers={"Accept": "application/json"},
+            timeout=timeout,
+            verify=_verify(ca_bundle),
+        )
         doc = _json_object(body) if response.status_code == 200 else None
         if doc is None:
             last = ServerUnreachableError(

@@ -250,7 +250,15 @@ class Keystore:
             raise KeystoreCorruptError(
                 f"key {record.kid!r} cannot be decrypted: its sealed material was altered"
             ) from None
-        jwk: dict[str, Any] = json.loads(plain)
+        try:
+            jwk: dict[str, Any] = json.loads(plain)
+            matches = _jwk.public_members(jwk) == record.public
+        except (ValueError, KeyError, TypeError, RecursionError):
+            matches = False
+        if not matches:
+            raise KeystoreCorruptError(
+                f"key {record.kid!r}: its sealed private key does not match its public key"
+            )
         return jwk
 
     def store_private(self, data: KeystoreData, record: KeyRecord, jwk: dict[str, Any]) -> None:
@@ -393,6 +401,12 @@ def _parse_document(raw: bytes, path: Path) -> KeystoreData:
             f"keystore {path} is not valid JSON ({exc.msg} at line {exc.lineno}); "
             "it was left untouched: restore it from a backup"
         ) from None
+    except (ValueError, RecursionError):
+        # json's limits: a number with too many digits, nesting too deep.
+        raise KeystoreCorruptError(
+            f"keystore {path} is not a keystore (it exceeds JSON parsing limits); "
+            "it was left untouched"
+        ) from None
     try:
         return _parse(doc)
     except _Bad as exc:
@@ -479,7 +493,7 @@ def _parse_key(entry: Any, where: str, encrypted: bool) -> KeyRecord:
         raise _Bad(f"{where}.public does not match alg {alg}")
     try:
         expected_public = _jwk.public_members(public)
-    except KeyError:
+    except (KeyError, TypeError):
         raise _Bad(f"{where}.public lacks a member") from None
     if not all(isinstance(v, str) for v in expected_public.values()):
         raise _Bad(f"{where}.public members must be strings")
@@ -501,7 +515,7 @@ def _parse_key(entry: Any, where: str, encrypted: bool) -> KeyRecord:
         private = _want(entry.get("private"), dict, f"{where}.private")
         try:
             private_public = _jwk.public_members(private)
-        except KeyError:
+        except (KeyError, TypeError):
             raise _Bad(f"{where}.private lacks a public member") from None
         if private_public != expected_public or not isinstance(private.get("d"), str):
             raise _Bad(f"{where}.private does not match {where}.public")

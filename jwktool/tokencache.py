@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -64,7 +65,7 @@ class TokenCache:
             return {}  # no cache yet, or an oversized one: start afresh
         try:
             doc = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             return {}
         if not isinstance(doc, dict) or doc.get("version") != _VERSION:
             return {}
@@ -104,6 +105,14 @@ def _valid_entry(entry: Any) -> bool:
     return (
         isinstance(entry, dict)
         and isinstance(entry.get("access_token"), str)
-        and isinstance(entry.get("expires_at"), int | float)
-        and isinstance(entry.get("refresh_at"), int | float)
+        and all(_finite_number(entry.get(name)) for name in ("expires_at", "refresh_at"))
+    )
+
+
+def _finite_number(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and abs(value) < 1e12
     )

@@ -253,7 +253,8 @@ def test_a_broken_token_response_never_shows_the_token(
 
 
 def test_an_html_answer_is_one_clean_line(cli: CliInvoke, store: Path, server: AuthServer) -> None:
-    server.raw_next(200, b"<html><body>\nLog in\n</body></html>")
+    for _ in range(3):  # 'jwktool token' tries 3 times in all
+        server.raw_next(200, b"<html><body>\nLog in\n</body></html>")
     result = cli(*args(store, server))
     assert result.exit_code == EXIT_SERVER_UNREACHABLE
     message = assert_one_line_error(result.stderr)
