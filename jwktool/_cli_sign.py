@@ -118,8 +118,11 @@ def inspect(
         _fail("the assertion is not text (a JWT is ASCII)", 6)
     jwks = None
     if jwks_file is not None:
+        raw = jwks_file.read(_MAX_INPUT_BYTES + 1)
+        if len(raw) > _MAX_INPUT_BYTES:
+            _fail(f"the --jwks file is larger than {_MAX_INPUT_BYTES} bytes")
         try:
-            jwks = json.loads(jwks_file.read(_MAX_INPUT_BYTES).decode("utf-8"))
+            jwks = json.loads(raw.decode("utf-8"))
         except (ValueError, RecursionError):
             _fail("the --jwks file is not a JSON JWKS")
     report = inspect_assertion(token, keystore=keystore, jwks=jwks, audience=audience, env=env)

@@ -32,7 +32,8 @@ def read_private_file(path: Path, max_bytes: int, what: str) -> tuple[bytes, Ide
     Returns the bytes and the identity (device, inode, mtime_ns, size) of what was read.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        # O_NONBLOCK: a FIFO in the keystore's place must not hang us in open().
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise KeystoreNotFoundError(
             f"no {what} at {path}; create one with 'jwktool keys generate'"
@@ -48,6 +49,9 @@ def read_private_file(path: Path, max_bytes: int, what: str) -> tuple[bytes, Ide
         # Linux opens a directory O_RDONLY; os.fdopen() would then raise.
         os.close(fd)
         raise KeystoreError(f"{what} path {path} is a directory")
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise KeystoreError(f"{what} path {path} is not a regular file")
     with os.fdopen(fd, "rb") as handle:
         if st.st_mode & 0o077:
             raise KeystorePermissionError(

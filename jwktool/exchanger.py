@@ -87,10 +87,14 @@ def _check_url(url: str, what: str) -> str:
     """Require an absolute https URL (plain http only to this machine)."""
     if not isinstance(url, str) or not url:
         raise InputError(f"{what} must be a URL")
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise InputError(f"{what} {url!r} is not an absolute http(s) URL")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:  # e.g. an unclosed '[' of an IPv6 literal
+        raise InputError(f"{what} {url[:200]!r} is not a valid URL") from None
+    if parts.scheme not in ("https", "http") or not hostname:
+        raise InputError(f"{what} {url[:200]!r} is not an absolute http(s) URL")
+    if parts.scheme == "http" and not _is_loopback(hostname):
         raise InputError(f"{what} {url!r} is not https; plain http is allowed only to localhost")
     if parts.fragment or parts.username or parts.password:
         raise InputError(f"{what} {url!r} must not carry credentials or a fragment")
@@ -557,7 +561,10 @@ def resolve_endpoint(
     finally:
         if session is None:
             http.close()
-    endpoint = _check_url(doc["token_endpoint"], "discovered token endpoint")
+    try:
+        endpoint = _check_url(doc["token_endpoint"], "discovered token endpoint")
+    except InputError as exc:  # the server's document is wrong, not our input
+        raise ServerUnreachableError(exc.message) from None
     return Endpoint(endpoint, audience or issuer, issuer)
 
 

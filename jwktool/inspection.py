@@ -114,7 +114,7 @@ def _verify(alg: str, key: _jwk.PublicKey, signing_input: bytes, signature: byte
             key.verify(signature, signing_input)
         else:
             return False
-    except InvalidSignature:
+    except (InvalidSignature, ValueError):  # ValueError: e.g. a key too small for PSS
         return False
     return True
 
