@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .config import Profile, load_profile
+    from .doctor import DoctorReport, run_doctor
     from .errors import (
         AssertionCheckError,
         InputError,
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
         Endpoint,
         TokenClient,
         fetch_token,
+        key_verifier,
         request_token,
         resolve_endpoint,
     )
@@ -55,6 +58,7 @@ if TYPE_CHECKING:
         remove_key,
         retire_key,
         rotate_keys,
+        set_passphrase,
     )
     from .keystore import KeyStatus, Keystore
     from .presets import ENVIRONMENTS, Environment
@@ -66,6 +70,7 @@ if TYPE_CHECKING:
         create_assertion,
         make_client_assertion,
     )
+    from .tokencache import TokenCache
 
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(
@@ -95,12 +100,16 @@ _EXPORTS: dict[str, str] = {
             "Endpoint",
             "TokenClient",
             "fetch_token",
+            "key_verifier",
             "request_token",
             "resolve_endpoint",
         ],
         "exchanger",
     ),
     **dict.fromkeys(["Check", "Inspection", "inspect_assertion"], "inspection"),
+    **dict.fromkeys(["Profile", "load_profile"], "config"),
+    **dict.fromkeys(["DoctorReport", "run_doctor"], "doctor"),
+    **dict.fromkeys(["TokenCache"], "tokencache"),
     **dict.fromkeys(
         [
             "ExportFormat",
@@ -117,6 +126,7 @@ _EXPORTS: dict[str, str] = {
             "remove_key",
             "retire_key",
             "rotate_keys",
+            "set_passphrase",
         ],
         "keys",
     ),
