@@ -24,7 +24,7 @@ from .errors import EXIT_CHECK_FAILED, EXIT_OK, JwktoolError, ServerRejectedErro
 from .exchanger import (
     DEFAULT_TIMEOUT,
     Endpoint,
-    _describe_transport_error,
+    _exchange,
     _new_session,
     _verify,
     request_token,
@@ -143,14 +143,10 @@ def _probe_server(
         else endpoint.token_endpoint
     )
     try:
-        response = session.get(
-            url, timeout=timeout, verify=_verify(ca_bundle), allow_redirects=False, stream=True
-        )
-        response.close()
-    except requests.RequestException as exc:
-        error = _describe_transport_error(exc, url)
-        name = "tls" if isinstance(exc, requests.exceptions.SSLError) else "server"
-        out.add(name, "fail", error.message)
+        response, _ = _exchange(session, "GET", url, timeout=timeout, verify=_verify(ca_bundle))
+    except JwktoolError as exc:
+        name = "tls" if "TLS" in exc.message else "server"
+        out.add(name, "fail", exc.message)
         out.skip("clock", why="needs an answer from the server")
         return None
     out.add("server", "ok", f"{url} answered HTTP {response.status_code}")
