@@ -271,6 +271,8 @@ def run_doctor(
             out.add("server", "fail", exc.message)
             out.skip("clock", "assertion", "token", why="needs the server")
             return DoctorReport(tuple(out.items))
+        for warning in endpoint.warnings:
+            out.add("endpoint", "warn", warning)
         offset = _probe_server(out, endpoint, session, ca_bundle, timeout)
         signer = Signer(store, client_id, endpoint.audience, check_interval=0)
         assertion = signer.sign()

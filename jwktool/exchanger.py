@@ -83,6 +83,36 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def origin(url: str) -> tuple[str, str, int]:
+    """Return the RFC 6454 origin of ``url``: (scheme, host, port), lower-cased, port explicit."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:
+        port = 443 if scheme == "https" else 80 if scheme == "http" else 0
+    return scheme, (parts.hostname or "").lower().rstrip("."), port
+
+
+def _direct(url: str) -> dict[str, None] | None:
+    """Proxy settings that send a request to this machine directly, never through a proxy.
+
+    requests takes proxies from HTTP_PROXY/HTTPS_PROXY/ALL_PROXY; an assertion
+    sent over plain http to localhost must not travel through one. A None value
+    for a key drops both the environment's and the session's proxy for it.
+    """
+    parts = urlsplit(url)
+    if not _is_loopback((parts.hostname or "").lower()):
+        return None
+    import urllib.request
+
+    keys = {"http", "https", "all", *urllib.request.getproxies()}
+    keys |= {f"{scheme}://{parts.hostname}" for scheme in ("http", "https", "all")}
+    return dict.fromkeys(keys)
+
+
 def _check_url(url: str, what: str) -> str:
     """Require an absolute https URL (plain http only to this machine)."""
     if not isinstance(url, str) or not url:
@@ -129,6 +159,26 @@ class Endpoint:
     token_endpoint: str
     audience: str
     issuer: str | None = None
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What is legal but worth a look, e.g. a token endpoint on another host than the issuer.
+
+        A discovery document may name any token endpoint (RFC 8414 §2), and
+        that endpoint receives every signed assertion: when its host is not
+        the issuer's, the document decides where assertions go.
+        """
+        if self.issuer is None:
+            return ()
+        issuer_origin = origin(self.issuer)
+        endpoint_origin = origin(self.token_endpoint)
+        if issuer_origin[1] == endpoint_origin[1]:
+            return ()
+        return (
+            f"the discovery document sends assertions to {endpoint_origin[1]}, "
+            f"not to the issuer's host {issuer_origin[1]}; check that this host "
+            "belongs to the authorization server",
+        )
 
 
 # -- HTTP plumbing -----------------------------------------------------------------------
@@ -231,6 +281,9 @@ def _exchange(
     given up on at the deadline even while the server is still dripping.
     """
     outcome: list[Any] = []
+    direct = _direct(url)
+    if direct is not None:
+        kwargs["proxies"] = direct
 
     def work() -> None:
         try:
@@ -565,7 +618,10 @@ def resolve_endpoint(
         endpoint = _check_url(doc["token_endpoint"], "discovered token endpoint")
     except InputError as exc:  # the server's document is wrong, not our input
         raise ServerUnreachableError(exc.message) from None
-    return Endpoint(endpoint, audience or issuer, issuer)
+    found = Endpoint(endpoint, audience or issuer, issuer)
+    for warning in found.warnings:
+        log.info("warning: %s", warning)
+    return found
 
 
 # -- the caching client ------------------------------------------------------------------
@@ -793,6 +849,11 @@ class BearerAuth(requests.auth.AuthBase):
 
     Adds ``Authorization: Bearer …``; on a 401 answer it drops the cached
     token, fetches a new one and sends the request once more.
+
+    A token goes only to the origin (scheme, host, port) of the request it
+    was attached to: requests drops the header when it follows a redirect to
+    another origin, and the 401 retry never puts one back. A 401 from a host
+    the API redirected to is returned as it is.
     """
 
     def __init__(self, client: TokenClient) -> None:
@@ -805,9 +866,14 @@ class BearerAuth(requests.auth.AuthBase):
         token = self.client.get_token()
         request.headers["Authorization"] = f"{token.token_type.capitalize()} {token.access_token}"
         used = token
+        meant_for = origin(request.url or "")
 
         def retry_on_401(response: requests.Response, **kwargs: Any) -> requests.Response:
             if response.status_code != 401 or getattr(response.request, "_jwktool_retried", False):
+                return response
+            if origin(response.request.url or "") != meant_for:
+                # The 401 came from where a redirect led, not from the origin the
+                # token was meant for: that host must never see a token.
                 return response
             body = response.request.body
             if body is not None and not isinstance(body, bytes | str):
