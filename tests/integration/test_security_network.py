@@ -53,8 +53,8 @@ class _Origin:
                 self.end_headers()
                 self.wfile.write(body)
 
-            do_GET = _serve  # noqa: N815
-            do_POST = _serve  # noqa: N815
+            do_GET = _serve
+            do_POST = _serve
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
