@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         ServerError,
         ServerRejectedError,
         ServerUnreachableError,
+        WeakPassphraseError,
     )
     from .exchanger import (
         AccessToken,
@@ -90,6 +91,7 @@ _EXPORTS: dict[str, str] = {
             "ServerError",
             "ServerRejectedError",
             "ServerUnreachableError",
+            "WeakPassphraseError",
         ],
         "errors",
     ),

@@ -7,8 +7,10 @@ from typing import IO, Any
 
 import click
 
+from ._text import safe_text
 from .cli import (
     _MAX_INPUT_BYTES,
+    CommandLineOnly,
     Duration,
     _echo_json,
     _fail,
@@ -16,6 +18,7 @@ from .cli import (
     _read_secret_file,
     _server,
     _timeouts,
+    allow_short_passphrase_option,
     client_id_option,
     json_option,
     keystore_option,
@@ -35,18 +38,22 @@ _ALGS = ["RS256", "PS256", "ES256", "ES384", "EdDSA"]
 @keys.command("generate")
 @keystore_option
 @passphrase_option
-@click.option("--alg", type=click.Choice(_ALGS), default="RS256", show_default=True)
+@click.option(
+    "--alg", type=click.Choice(_ALGS, case_sensitive=False), default="RS256", show_default=True
+)
 @click.option(
     "--size",
     type=click.Choice(["2048", "3072", "4096"]),
     default=None,
-    help="RSA modulus size in bits.  [default: 3072]",
+    help="RSA modulus size in bits (4096: what Digitaal Vlaanderen is seen to accept).  "
+    "[default: 4096]",
 )
 @click.option("--kid", default=None, help="Key id. Default: the RFC 7638 SHA-256 thumbprint.")
 @click.option(
     "--activate", is_flag=True, help="Make the new key active now (retires the current one)."
 )
 @click.option("--encrypt", is_flag=True, help="Create the keystore encrypted with a passphrase.")
+@allow_short_passphrase_option
 def keys_generate(
     keystore: str | None,
     passphrase_file: str | None,
@@ -55,6 +62,7 @@ def keys_generate(
     kid: str | None,
     activate: bool,
     encrypt: bool,
+    allow_short_passphrase: bool,
 ) -> None:
     """Generate a key; print its public JWK, ready to paste into the portal.
 
@@ -63,7 +71,7 @@ def keys_generate(
     """
     from .keys import generate_key
 
-    store = _keystore(keystore, passphrase_file, confirm=encrypt)
+    store = _keystore(keystore, passphrase_file, encrypt, allow_short_passphrase)
     info = generate_key(
         store,
         alg=alg,
@@ -74,8 +82,10 @@ def keys_generate(
     )
     _echo_json(dict(info.public_jwk))
     click.echo(
-        f"{info.status.value} {info.alg} key {info.kid} stored in {store.path}; "
-        "register the public JWK above with your authorization server.",
+        safe_text(
+            f"{info.status.value} {info.alg} key {info.kid} stored in {store.path}; "
+            "register the public JWK above with your authorization server."
+        ),
         err=True,
     )
 
@@ -87,7 +97,7 @@ def keys_generate(
 @click.option(
     "--alg",
     "import_alg",  # not 'alg': a profile's alg is for new keys, not imported ones
-    type=click.Choice(_ALGS),
+    type=click.Choice(_ALGS, case_sensitive=False),
     default=None,
     help="Algorithm. Default: the JWK's alg, else RS256 / ES256 / ES384 / EdDSA by key type.",
 )
@@ -104,6 +114,7 @@ def keys_generate(
 )
 @click.option("--activate", is_flag=True, help="Make the imported key active now.")
 @click.option("--encrypt", is_flag=True, help="Create the keystore encrypted with a passphrase.")
+@allow_short_passphrase_option
 def keys_import(
     keystore: str | None,
     passphrase_file: str | None,
@@ -113,6 +124,7 @@ def keys_import(
     pem_passphrase_file: str | None,
     activate: bool,
     encrypt: bool,
+    allow_short_passphrase: bool,
 ) -> None:
     """Import private keys from SOURCE (a JWK, JWKS or PEM file; - for stdin).
 
@@ -128,7 +140,7 @@ def keys_import(
         if pem_passphrase_file
         else None
     )
-    store = _keystore(keystore, passphrase_file, confirm=encrypt)
+    store = _keystore(keystore, passphrase_file, encrypt, allow_short_passphrase)
     infos = import_key(
         store,
         material,
@@ -144,7 +156,8 @@ def keys_import(
         _echo_json({"keys": [dict(i.public_jwk) for i in infos]})
     for info in infos:
         click.echo(
-            f"imported {info.status.value} {info.alg} key {info.kid} into {store.path}", err=True
+            safe_text(f"imported {info.status.value} {info.alg} key {info.kid} into {store.path}"),
+            err=True,
         )
 
 
@@ -175,9 +188,9 @@ def keys_list(keystore: str | None, as_json: bool) -> None:
         created = i.created.strftime("%Y-%m-%d %H:%M")
         rows.append(
             (
-                i.kid,
-                i.alg,
-                i.crv or str(i.size),
+                safe_text(i.kid),
+                safe_text(i.alg),
+                safe_text(i.crv or str(i.size)),
                 i.status.value,
                 created,
                 _age(i.age().total_seconds()),
@@ -195,10 +208,16 @@ def keys_list(keystore: str | None, as_json: bool) -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["jwks", "jwk", "pem"]), default="jwks", show_default=True
 )
-@click.option("--private", is_flag=True, help="Include private key material (needs -o).")
+@click.option(
+    "--private",
+    is_flag=True,
+    cls=CommandLineOnly,
+    help="Include private key material (needs -o).",
+)
 @click.option(
     "-o",
     "--output",
+    cls=CommandLineOnly,
     default=None,
     help="Write to this file (private: created 0600, never overwritten); '-' for stdout.",
 )
@@ -261,6 +280,7 @@ def _verifier(
         resource=resource,
         ca_bundle=ca_bundle,
         timeout=_timeouts(timeout),
+        deadline=timeout,
     )
 
 
@@ -283,7 +303,7 @@ def _verifier(
 )
 @click.option(
     "--alg",
-    type=click.Choice(_ALGS),
+    type=click.Choice(_ALGS, case_sensitive=False),
     default=None,
     help="Algorithm of a new key (default: the active key's).",
 )
@@ -353,9 +373,13 @@ def keys_rotate(
     else:
         prefix = "would have " if dry_run else ""
         for action in result.actions:
-            click.echo(f"{prefix}{action.action} {action.alg} key {action.kid or '(new)'}")
+            click.echo(
+                safe_text(f"{prefix}{action.action} {action.alg} key {action.kid or '(new)'}")
+            )
         for kid in result.waiting:
-            click.echo(f"waiting: the server does not accept pending key {kid} yet; register it")
+            click.echo(
+                safe_text(f"waiting: the server does not accept pending key {kid} yet; register it")
+            )
         if not result.actions and not result.waiting:
             click.echo("nothing to do")
         if result.staged_key is not None:
@@ -396,9 +420,13 @@ def _print_info(name: str, info: Any, as_json: bool) -> None:
     if as_json:
         _echo_json(info.as_dict())
     elif name == "remove":
-        click.echo(f"removed {info.alg} key {info.kid}")
+        click.echo(safe_text(f"removed {info.alg} key {info.kid}"))
     else:
-        click.echo(f"{name.rstrip('e')}ed {info.alg} key {info.kid}; status: {info.status.value}")
+        click.echo(
+            safe_text(
+                f"{name.rstrip('e')}ed {info.alg} key {info.kid}; status: {info.status.value}"
+            )
+        )
 
 
 @keys.command("activate", cls=_KidCommand)
@@ -518,17 +546,21 @@ def keys_status(
         active = report.active
         assert active is not None and report.active_age is not None
         click.echo(
-            f"active   {active.kid} ({active.alg}), {_age(report.active_age.total_seconds())} "
-            f"old; limit {_age(max_age.total_seconds())}"
-            + ("  TOO OLD" if report.active_too_old else "")
+            safe_text(
+                f"active   {active.kid} ({active.alg}), {_age(report.active_age.total_seconds())} "
+                f"old; limit {_age(max_age.total_seconds())}"
+                + ("  TOO OLD" if report.active_too_old else "")
+            )
         )
         for key in report.keys:
             if key.status.value == "pending":
                 age = key.age(report.checked_at).total_seconds()
                 late = age > max_pending_age.total_seconds()
                 click.echo(
-                    f"pending  {key.kid} ({key.alg}), waiting {_age(age)}"
-                    + ("  WAITING TOO LONG: register it" if late else "")
+                    safe_text(
+                        f"pending  {key.kid} ({key.alg}), waiting {_age(age)}"
+                        + ("  WAITING TOO LONG: register it" if late else "")
+                    )
                 )
         click.echo("ok" if report.exit_code == 0 else "attention needed")
     ctx.exit(report.exit_code)
@@ -550,13 +582,20 @@ def keys_status(
     default=None,
     help="PBKDF2-HMAC-SHA256 iterations for the new passphrase.  [default: 600000]",
 )
-@click.option("--remove", is_flag=True, help="Store the keys unencrypted (file stays 0600).")
+@click.option(
+    "--remove",
+    is_flag=True,
+    cls=CommandLineOnly,
+    help="Store the keys unencrypted (file stays 0600).",
+)
+@allow_short_passphrase_option
 def keys_passwd(
     keystore: str | None,
     passphrase_file: str | None,
     new_passphrase_file: str | None,
     iterations: int | None,
     remove: bool,
+    allow_short_passphrase: bool,
 ) -> None:
     """Encrypt the keystore, change its passphrase or cost, or remove the encryption."""
     import os
@@ -567,7 +606,7 @@ def keys_passwd(
     new: bytes | None = None
     if not remove:
         if new_passphrase_file:
-            new = _read_secret_file(new_passphrase_file, "new passphrase file")
+            new = _read_secret_file(new_passphrase_file, "new passphrase file", private=True)
         elif os.environ.get("JWKTOOL_NEW_PASSPHRASE"):
             new = os.environ["JWKTOOL_NEW_PASSPHRASE"].encode("utf-8")
         elif sys.stdin.isatty() and sys.stderr.isatty():
@@ -578,6 +617,6 @@ def keys_passwd(
         else:
             _fail("give the new passphrase with --new-passphrase-file or $JWKTOOL_NEW_PASSPHRASE")
     store = _keystore(keystore, passphrase_file)
-    set_passphrase(store, new, iterations=iterations)
+    set_passphrase(store, new, iterations=iterations, allow_short=allow_short_passphrase)
     state = "no longer encrypted" if new is None else "encrypted with the new passphrase"
-    click.echo(f"keystore {store.path} is {state}", err=True)
+    click.echo(safe_text(f"keystore {store.path} is {state}"), err=True)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import IO
 
 import click
 
+from ._text import safe_text
 from .cli import (
     _MAX_INPUT_BYTES,
+    CommandLineOnly,
     F,
     _echo_json,
     _fail,
@@ -45,7 +48,10 @@ def audience_options(func: F) -> F:
 @audience_options
 @click.option("--lifetime", type=int, default=300, show_default=True, help="Seconds until exp.")
 @click.option(
-    "--allow-long-lifetime", is_flag=True, help="Allow a lifetime over 600 s (not for ACM)."
+    "--allow-long-lifetime",
+    is_flag=True,
+    cls=CommandLineOnly,
+    help="Allow a lifetime over 600 s (not for ACM).",
 )
 @click.option("--kid", default=None, help="Sign with this key (default: the active key).")
 @json_option
@@ -80,7 +86,7 @@ def sign(
     if as_json:
         _echo_json(result.as_dict())
     else:
-        click.echo(result.assertion)
+        click.echo(safe_text(result.assertion))
 
 
 @click.command("inspect")
@@ -112,6 +118,12 @@ def inspect(
     """
     from .inspection import inspect_assertion
 
+    if getattr(source, "name", None) == "<stdin>" and sys.stdin.isatty():
+        click.echo(
+            "jwktool: reading the assertion from standard input "
+            "(paste it, then press Ctrl-D; or give a file)",
+            err=True,
+        )
     try:
         token = source.read(_MAX_INPUT_BYTES + 1).decode("utf-8")
     except UnicodeDecodeError:
@@ -129,12 +141,14 @@ def inspect(
     if as_json:
         _echo_json(report.as_dict())
     else:
-        click.echo("header: " + json.dumps(dict(report.header)))
-        click.echo("claims: " + json.dumps(dict(report.claims)))
+        # The header and claims are the sender's: JSON with ensure_ascii, then
+        # safe_text, so no control or bidi character reaches the terminal raw.
+        click.echo(safe_text("header: " + json.dumps(dict(report.header), ensure_ascii=True)))
+        click.echo(safe_text("claims: " + json.dumps(dict(report.claims), ensure_ascii=True)))
         for name, when in report.as_dict()["times"].items():
-            click.echo(f"  {name}: {when}")
+            click.echo(safe_text(f"  {name}: {when}"))
         for check in report.checks:
-            click.echo(f"{check.level:<4}  {check.name:<9} {check.message}")
+            click.echo(safe_text(f"{check.level:<4}  {check.name:<9} {check.message}"))
     if not report.ok:
         from .errors import EXIT_CHECK_FAILED
 

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import click
 
+from ._text import safe_text
+
+if TYPE_CHECKING:
+    from .tokens import AccessToken
 from .cli import (
     Duration,
     _echo_json,
     _keystore,
+    _progress,
     _server,
     _timeouts,
     client_id_option,
@@ -58,24 +64,43 @@ def token(
     Exit 4: the server refused (invalid_client, invalid_scope, ...); 5: it
     could not be reached.
     """
+    from .tokencache import TokenCache, cached_token
+
+    where = _server(ctx, env=env, issuer=issuer, token_endpoint=token_endpoint, audience=audience)
+    cache = None if no_cache else TokenCache()
+    # A cached token is found without loading HTTP or key machinery: the
+    # 'Bearer $(jwktool token ...)' pattern runs once per API call.
+    hit = None
+    if cache is not None:
+        hit = cached_token(
+            cache, keystore, client_id, **where, scope=scope, resource=resource, kid=kid
+        )
+    if hit is not None:
+        _print_token(hit, as_json)
+        return
     from .exchanger import fetch_token
-    from .tokencache import TokenCache
 
     result = fetch_token(
         _keystore(keystore, passphrase_file),
         client_id,
-        **_server(ctx, env=env, issuer=issuer, token_endpoint=token_endpoint, audience=audience),
+        **where,
         scope=scope,
         resource=resource,
         ca_bundle=ca_bundle,
         timeout=_timeouts(timeout),
         kid=kid,
-        cache=None if no_cache else TokenCache(),
+        cache=cache,
+        deadline=timeout,
+        progress=_progress(),
     )
+    _print_token(result, as_json)
+
+
+def _print_token(result: AccessToken, as_json: bool) -> None:
     if as_json:
         _echo_json(result.as_dict())
     else:
-        click.echo(result.access_token)
+        click.echo(safe_text(result.access_token))
 
 
 @click.command("doctor")
@@ -127,10 +152,12 @@ def doctor(
         timeout=_timeouts(timeout),
         max_age=max_age,
         request=not no_request,
+        deadline=timeout,
+        progress=_progress(),
     )
     if as_json:
         _echo_json(report.as_dict())
     else:
         for check in report.checks:
-            click.echo(f"{check.level:<4}  {check.name:<11} {check.message}")
+            click.echo(safe_text(f"{check.level:<4}  {check.name:<11} {check.message}"))
     ctx.exit(report.exit_code)

@@ -14,6 +14,7 @@ import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Final
 
 from .errors import (
     KeystoreCorruptError,
@@ -24,6 +25,116 @@ from .errors import (
 )
 
 Identity = tuple[int, int, int, int]
+
+#: Environment variable naming the keystore file.
+ENV_KEYSTORE: Final = "JWKTOOL_KEYSTORE"
+#: A keystore larger than this is refused without being read into memory.
+MAX_KEYSTORE_BYTES: Final = 4 * 1024 * 1024
+
+
+def default_keystore_path() -> Path:
+    """Return the per-user default: ``$XDG_DATA_HOME/jwktool/keystore.json``.
+
+    ``XDG_DATA_HOME`` defaults to ``~/.local/share``.
+    """
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "jwktool" / "keystore.json"
+
+
+def resolve_keystore_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """Return the keystore path: the one given, else ``$JWKTOOL_KEYSTORE``, else the default."""
+    if path is not None and str(path) != "":
+        return Path(path).expanduser()
+    env = os.environ.get(ENV_KEYSTORE)
+    return Path(env).expanduser() if env else default_keystore_path()
+
+
+class NotOwnerError(KeystorePermissionError):
+    """A private file belongs to another user (raised by :func:`check_private`).
+
+    ``ownership`` reads "alice (uid 1001), not by you (root)"; the token cache
+    uses it to say it ignores such a file rather than refuse to work.
+    """
+
+    def __init__(self, what: str, path: Path | str, ownership: str) -> None:
+        super().__init__(f"{what} {path} is owned by {ownership}; refusing to use it")
+        self.path = str(path)
+        self.ownership = ownership
+
+
+def _user(uid: int) -> str | None:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, OverflowError):
+        return None
+
+
+def check_owner(st: os.stat_result, path: Path | str, what: str, *, root_ok: bool = False) -> None:
+    """Refuse a file not owned by the effective user (``root_ok``: root may own it too).
+
+    As ssh does: another user's file could have been planted, or be changed
+    under us; one owned by root can only come from root, who can do anything.
+    """
+    me = os.geteuid()
+    if st.st_uid == me or (root_ok and st.st_uid == 0):
+        return
+    name = _user(st.st_uid)
+    owner = f"{name} (uid {st.st_uid})" if name else f"uid {st.st_uid}"
+    raise NotOwnerError(what, path, f"{owner}, not by you ({_user(me) or f'uid {me}'})")
+
+
+# POSIX ACL tags (linux/posix_acl.h), as stored in the system.posix_acl_access xattr.
+_ACL_USER_OBJ, _ACL_USER, _ACL_GROUP_OBJ, _ACL_GROUP, _ACL_MASK, _ACL_OTHER = (
+    0x01,
+    0x02,
+    0x04,
+    0x08,
+    0x10,
+    0x20,
+)
+
+
+def _acl_grants_others(fd: int) -> bool | None:
+    """Whether the file's POSIX ACL gives anyone but us access; None: it has no ACL.
+
+    With an ACL, the group bits of the mode are the ACL mask, not a group's
+    access: systemd's ``LoadCredential=`` hands a service user a 0400 root
+    file plus ``user:SERVICE:r``, which ``stat`` shows as 0440.
+    """
+    import struct
+
+    try:
+        raw = os.getxattr(fd, "system.posix_acl_access")
+    except (OSError, AttributeError):
+        return None
+    if len(raw) < 4 or (len(raw) - 4) % 8 or struct.unpack_from("<I", raw)[0] != 2:
+        return True  # an ACL we do not understand: assume the worst
+    entries = [struct.unpack_from("<HHI", raw, 4 + 8 * i) for i in range((len(raw) - 4) // 8)]
+    mask = next((perm for tag, perm, _ in entries if tag == _ACL_MASK), 0o7)
+    me = os.geteuid()
+    for tag, perm, ident in entries:
+        if tag == _ACL_OTHER and perm:
+            return True
+        if tag in (_ACL_GROUP_OBJ, _ACL_GROUP) and perm & mask:
+            return True
+        if tag == _ACL_USER and ident != me and perm & mask:
+            return True
+    return False
+
+
+def check_private(
+    fd: int, st: os.stat_result, path: Path | str, what: str, *, root_ok: bool = False
+) -> None:
+    """Refuse a file another user owns, or that group or others may read or write."""
+    check_owner(st, path, what, root_ok=root_ok)
+    if st.st_mode & 0o077 and (st.st_mode & 0o007 or _acl_grants_others(fd) is not False):
+        raise KeystorePermissionError(
+            f"{what} {path} is accessible by group or others "
+            f"(mode {stat.S_IMODE(st.st_mode):04o}); it must be private: "
+            f"run 'chmod 600 {path}'"
+        )
 
 
 def read_private_file(path: Path, max_bytes: int, what: str) -> tuple[bytes, Identity]:
@@ -53,12 +164,7 @@ def read_private_file(path: Path, max_bytes: int, what: str) -> tuple[bytes, Ide
         os.close(fd)
         raise KeystoreError(f"{what} path {path} is not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        if st.st_mode & 0o077:
-            raise KeystorePermissionError(
-                f"{what} {path} is accessible by group or others "
-                f"(mode {stat.S_IMODE(st.st_mode):04o}); it must be private: "
-                f"run 'chmod 600 {path}'"
-            )
+        check_private(handle.fileno(), st, path, what)
         if st.st_size > max_bytes:
             raise KeystoreCorruptError(
                 f"{what} {path} is {st.st_size} bytes, larger than the "
@@ -90,12 +196,23 @@ def exclusive_lock(path: Path, timeout: float, what: str) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``<path>.lock`` (waiting up to ``timeout`` s).
 
     While held, temp files left by a writer that died before its rename are removed.
+    The lock file is never reached through a symbolic link: one in its place
+    could make us create or lock a file elsewhere, and is refused.
     """
     lock_path = path.with_name(path.name + ".lock")
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        fd = os.open(lock_path, flags, 0o600)
     except OSError as exc:
+        if exc.errno == errno.ELOOP or os.path.islink(lock_path):
+            raise KeystoreError(
+                f"lock file {lock_path} is a symbolic link; refusing to follow it "
+                "(remove it: jwktool creates the lock file itself)"
+            ) from None
         raise KeystoreError(f"cannot open lock file {lock_path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise KeystoreError(f"lock file {lock_path} is not a regular file; refusing to use it")
     try:
         deadline = time.monotonic() + timeout
         while True:

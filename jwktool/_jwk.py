@@ -23,6 +23,8 @@ from typing import Any, Final, TypeAlias
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from ._thumbprint import b64u_encode as b64u_encode  # re-exported
+from ._thumbprint import thumbprint as thumbprint  # re-exported: the JWK layer's API
 from .errors import KeystoreCorruptError, KeyValidationError
 
 PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
@@ -40,12 +42,6 @@ ALGORITHMS: Final[dict[str, tuple[str, str | None]]] = {
 #: JWK members that must never leave the keystore unless explicitly asked for.
 PRIVATE_MEMBERS: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
-#: RFC 7638 §3.2: the required members, per kty, that make up the thumbprint.
-_THUMBPRINT_MEMBERS: Final = {
-    "RSA": ("e", "kty", "n"),
-    "EC": ("crv", "kty", "x", "y"),
-    "OKP": ("crv", "kty", "x"),
-}
 _PUBLIC_ORDER: Final = {
     "RSA": ("kty", "n", "e"),
     "EC": ("kty", "crv", "x", "y"),
@@ -69,11 +65,6 @@ _B64URL: Final = re.compile(r"[A-Za-z0-9_-]+")
 MAX_RSA_BITS: Final = 16384
 
 
-def b64u_encode(data: bytes) -> str:
-    """Encode bytes as unpadded base64url (RFC 7515 §2)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def b64u_decode(text: object, what: str = "value") -> bytes:
     """Decode unpadded base64url, strictly; raise KeyValidationError otherwise."""
     if not isinstance(text, str) or not text:
@@ -93,21 +84,6 @@ def _int_to_b64u(value: int, length: int | None = None) -> str:
 
 def _b64u_to_int(jwk: Mapping[str, Any], member: str) -> int:
     return int.from_bytes(b64u_decode(jwk.get(member), f"member {member!r}"), "big")
-
-
-def thumbprint(jwk: Mapping[str, Any]) -> str:
-    """Return the RFC 7638 SHA-256 thumbprint of a JWK, base64url encoded."""
-    kty = jwk.get("kty")
-    members = _THUMBPRINT_MEMBERS.get(kty) if isinstance(kty, str) else None
-    if members is None:
-        raise KeyValidationError(f"unsupported kty {kty!r}")
-    required = {m: jwk.get(m) for m in members}
-    if not all(isinstance(v, str) for v in required.values()):
-        raise KeyValidationError(f"{kty} key lacks one of {', '.join(members)}")
-    import hashlib
-
-    canonical = json.dumps(required, separators=(",", ":"), sort_keys=True)
-    return b64u_encode(hashlib.sha256(canonical.encode("utf-8")).digest())
 
 
 def public_members(jwk: Mapping[str, Any]) -> dict[str, Any]:
@@ -273,16 +249,54 @@ def check_alg(jwk: Mapping[str, Any], alg: str | None) -> str:
     return alg
 
 
+def check_rsa_size(bits: int) -> None:
+    """Refuse an RSA modulus outside MIN_RSA_BITS..MAX_RSA_BITS (import and inspect)."""
+    if bits < MIN_RSA_BITS:
+        raise KeyValidationError(
+            f"RSA key of {bits} bits refused: at least {MIN_RSA_BITS} bits are required"
+        )
+    if bits > MAX_RSA_BITS:
+        raise KeyValidationError(f"RSA key of {bits} bits refused: at most {MAX_RSA_BITS}")
+
+
+def check_use(jwk: Mapping[str, Any]) -> None:
+    """Refuse a JWK whose ``use`` says it is not a signature key."""
+    if jwk.get("use") not in (None, "sig"):
+        raise KeyValidationError(f"key use {repr(jwk.get('use'))[:40]} is not 'sig'")
+
+
+def check_alg_hint(alg: str, hinted: object, given_by: str) -> None:
+    """Refuse a JWK whose own ``alg`` member (``hinted``) disagrees with ``alg``.
+
+    ``given_by`` says where ``alg`` came from: "given" (an option), "in the JOSE header".
+    """
+    if hinted is not None and hinted != alg:
+        shown = hinted if isinstance(hinted, str) else type(hinted).__name__
+        raise KeyValidationError(f"alg {alg} {given_by}, but the JWK says {shown[:24]}")
+
+
+def validate_public_jwk(jwk: Mapping[str, Any], alg: str) -> PublicKey:
+    """Check a public JWK from outside before verifying an ``alg`` signature with it.
+
+    The rules of ``keys import``: use is 'sig', RSA of MIN_RSA_BITS to
+    MAX_RSA_BITS, alg matching the key type, and the JWK's own ``alg`` member
+    (when present) the same as ``alg``. Used by ``inspect``.
+
+    :raises KeyValidationError: the key is malformed, too weak or for another alg.
+    """
+    key = load_public_key(jwk)
+    check_use(jwk)
+    if isinstance(key, rsa.RSAPublicKey):
+        check_rsa_size(key.key_size)
+    check_alg_hint(alg, jwk.get("alg"), "in the JOSE header")
+    check_alg(jwk, alg)
+    return key
+
+
 def validate_private_key(key: object) -> dict[str, Any]:
     """Check a cryptography private key object and return its canonical JWK."""
     if isinstance(key, rsa.RSAPrivateKey):
-        bits = key.key_size
-        if bits < MIN_RSA_BITS:
-            raise KeyValidationError(
-                f"RSA key of {bits} bits refused: at least {MIN_RSA_BITS} bits are required"
-            )
-        if bits > MAX_RSA_BITS:
-            raise KeyValidationError(f"RSA key of {bits} bits refused: at most {MAX_RSA_BITS}")
+        check_rsa_size(key.key_size)
         if key.private_numbers().public_numbers.e < 3:
             raise KeyValidationError("RSA public exponent is not valid")
     elif isinstance(key, ec.EllipticCurvePrivateKey):
@@ -316,18 +330,13 @@ def validate_private_jwk(jwk: Any) -> dict[str, Any]:
             raise KeyValidationError(f"{kty} JWK member {member!r} is missing or not a string")
     if "d" not in jwk:
         raise KeyValidationError("this is a public key (no 'd'); a private key is needed")
-    if jwk.get("use") not in (None, "sig"):
-        raise KeyValidationError(f"key use {jwk.get('use')!r} is not 'sig'")
+    check_use(jwk)
     if "oth" in jwk:
         raise KeyValidationError("multi-prime RSA keys ('oth') are not supported")
     members: dict[str, Any] = {m: jwk[m] for m in _KEY_MEMBERS[kty] if m in jwk}
     if kty == "RSA":
         n, e, d = (_b64u_to_int(jwk, m) for m in ("n", "e", "d"))
-        if not MIN_RSA_BITS <= n.bit_length() <= MAX_RSA_BITS:
-            raise KeyValidationError(
-                f"RSA key of {n.bit_length()} bits refused: "
-                f"between {MIN_RSA_BITS} and {MAX_RSA_BITS} bits are required"
-            )
+        check_rsa_size(n.bit_length())
         present = [m in jwk for m in _RSA_PRIVATE[1:]]
         if any(present) and not all(present):
             raise KeyValidationError("RSA JWK has some but not all of p, q, dp, dq, qi")

@@ -29,12 +29,17 @@ _MAX_INPUT_BYTES = 1024 * 1024
 class _Failure(click.ClickException):
     """A library error, shown as one line with its exit code."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
+    def __init__(self, message: str, exit_code: int, code: str = "error") -> None:
         super().__init__(message)
         self.exit_code = exit_code  # type: ignore[misc]
+        self.code = code
 
     def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"jwktool: error: {self.format_message()}", err=True)
+        from ._text import safe_text
+
+        # Messages quote file names, kids and server answers: escape any
+        # control or bidi character so no message can drive the terminal.
+        click.echo(f"jwktool: error: {safe_text(self.format_message())}", err=True)
 
 
 class _Group(click.Group):
@@ -50,14 +55,26 @@ class _Group(click.Group):
     ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
+        argv = [str(a) for a in (sys.argv[1:] if args is None else args)]
+        # Scripts that asked for JSON get JSON on failure too: one error object on stdout.
+        wants_json = "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
         try:
             code = super().main(args, prog_name, complete_var, False, **extra)
         except click.exceptions.UsageError as exc:
+            from ._text import safe_text
+
             where = exc.ctx.command_path if exc.ctx is not None else "jwktool"
-            click.echo(f"jwktool: error: {exc.format_message()} (see '{where} --help')", err=True)
+            message = f"{exc.format_message()} (see '{where} --help')"
+            if wants_json:
+                _echo_json_error("usage", message, exc.exit_code)
+            click.echo(safe_text(f"jwktool: error: {message}"), err=True)
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
-            exc.show()
+            # click's own exceptions (FileError, ...) go through _Failure.show too.
+            failure = exc if isinstance(exc, _Failure) else _Failure(exc.format_message(), 1)
+            if wants_json:
+                _echo_json_error(failure.code, failure.format_message(), failure.exit_code)
+            failure.show()
             sys.exit(exc.exit_code)
         except click.Abort:
             # click turns Ctrl-C (and end of input) at a prompt into Abort.
@@ -75,7 +92,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except JwktoolError as exc:
-            raise _Failure(exc.message, exc.exit_code) from None
+            raise _Failure(exc.message, exc.exit_code, exc.code) from None
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except KeyboardInterrupt:
@@ -101,7 +118,13 @@ class _Group(click.Group):
 
 
 def _fail(message: str, exit_code: int = 2) -> NoReturn:
-    raise _Failure(message, exit_code)
+    raise _Failure(message, exit_code, "bad_input" if exit_code == 2 else "error")
+
+
+def _echo_json_error(code: str, message: str, exit_code: int) -> None:
+    """``{"error": {"code", "message", "exit_code"}}`` on stdout, for ``--json`` callers."""
+    error = {"code": code, "message": message, "exit_code": exit_code}
+    click.echo(json.dumps({"error": error}, indent=2, ensure_ascii=True))
 
 
 # -- shared option types and decorators -------------------------------------------------
@@ -122,6 +145,53 @@ class Duration(click.ParamType):  # type: ignore[type-arg]  # generic only in cl
         if not match:
             self.fail(f"{value!r} is not a duration like 90d, 12h, 30m or 45s", param, ctx)
         return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+
+
+class CommandLineOnly(click.Option):
+    """An option that reveals private key material or weakens a check.
+
+    Its value comes from the command line only: never from an environment
+    variable (no ``envvar``, and not the automatic ``JWKTOOL_<COMMAND>_<OPTION>``)
+    nor from a profile (click's ``default_map``). A variable that would have
+    set it is ignored with a warning. Declare such options with
+    ``@click.option(..., cls=CommandLineOnly)`` and list them in
+    :data:`jwktool.config.COMMAND_LINE_ONLY`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("envvar"):
+            raise TypeError("a command-line-only option cannot have an environment variable")
+        kwargs["allow_from_autoenv"] = False
+        kwargs["show_envvar"] = False
+        help_text = kwargs.get("help")
+        if help_text and "command line only" not in help_text.lower():
+            kwargs["help"] = f"{help_text} Command line only."
+        super().__init__(*args, **kwargs)
+
+    def resolve_envvar_value(self, ctx: click.Context) -> str | None:
+        return None
+
+    def value_from_envvar(self, ctx: click.Context) -> Any:
+        if not ctx.resilient_parsing and ctx.auto_envvar_prefix and self.name:
+            name = f"{ctx.auto_envvar_prefix}_{self.name.upper()}"
+            if os.environ.get(name):
+                flag = max(self.opts, key=len)
+                click.echo(
+                    f"jwktool: warning: ignoring ${name}: {flag} is taken from the "
+                    "command line only",
+                    err=True,
+                )
+        return None
+
+    def consume_value(self, ctx: click.Context, opts: Any) -> tuple[Any, Any]:
+        # Hide the default_map (the profile) while click looks for a value, so
+        # only the command line or the option's own default can give one.
+        saved = ctx.default_map
+        ctx.default_map = None
+        try:
+            return super().consume_value(ctx, opts)
+        finally:
+            ctx.default_map = saved
 
 
 def keystore_option(func: F) -> F:
@@ -147,14 +217,55 @@ def passphrase_option(func: F) -> F:
     )(func)
 
 
+def _trim_client_id(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A client id pasted with spaces or a newline around it: trim it, and say so."""
+    if isinstance(value, str) and value != value.strip():
+        warn("removed the spaces around the client id (a copy-paste from the portal?)")
+        return value.strip()
+    return value
+
+
+def _check_scope(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if isinstance(value, str) and "," in value and not any(c.isspace() for c in value):
+        spaced = value.replace(",", " ")
+        warn(f"scopes are separated by spaces, not commas: did you mean {spaced!r}?")
+    return value
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr, control characters escaped."""
+    from ._text import safe_text
+
+    click.echo(f"jwktool: warning: {safe_text(message)}", err=True)
+
+
 def client_id_option(required: bool) -> Callable[[F], F]:
     """Add ``--client-id`` ($JWKTOOL_CLIENT_ID, or the profile's client_id)."""
     return click.option(
         "--client-id",
         envvar="JWKTOOL_CLIENT_ID",
         required=required,
+        callback=_trim_client_id,
         help="The client id from the portal (iss and sub of the assertion).",
     )
+
+
+def _profile_ca_bundle(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A profile's CA bundle is for the profile's server, not for one named explicitly.
+
+    click processes --ca-bundle from a profile (default_map) after every option
+    given on the command line and after --env, --issuer, --token-endpoint and
+    --audience (declared before it), so their sources are known here.
+    """
+    source = click.core.ParameterSource
+    if value is None or param.name is None:
+        return value
+    if ctx.get_parameter_source(param.name) is not source.DEFAULT_MAP:
+        return value
+    explicit = {source.COMMANDLINE, source.ENVIRONMENT}
+    if any(ctx.params.get(n) and ctx.get_parameter_source(n) in explicit for n in _WHERE):
+        return None
+    return value
 
 
 def server_options(func: F) -> F:
@@ -189,6 +300,7 @@ def server_options(func: F) -> F:
             "--scope",
             envvar="JWKTOOL_SCOPE",
             default=None,
+            callback=_check_scope,
             help='Space-separated scopes, e.g. "gipod_pdo_read".',
         ),
         click.option(
@@ -202,6 +314,7 @@ def server_options(func: F) -> F:
             envvar=["JWKTOOL_CA_BUNDLE", "REQUESTS_CA_BUNDLE"],
             type=click.Path(exists=True, dir_okay=False),
             default=None,
+            callback=_profile_ca_bundle,
             help="CA bundle to verify the server with (TLS verification is always on).",
         ),
         click.option(
@@ -215,11 +328,58 @@ def server_options(func: F) -> F:
     ]
     for option in reversed(options):
         func = option(func)
-    return func
+    return verbose_option(func)
 
 
 def _timeouts(timeout: float) -> tuple[float, float]:
     return (min(5.0, timeout), timeout)
+
+
+def _progress() -> Callable[[str], None] | None:
+    """Where the library's progress lines go: stderr when it is a terminal, else nowhere."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(line: str) -> None:
+        from ._text import safe_text
+
+        click.echo(f"jwktool: {safe_text(line)}", err=True)
+
+    return show
+
+
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    """``-v``: trace each HTTP exchange on stderr (redacted); ``-vv``: and the bodies."""
+    if ctx.resilient_parsing:
+        return value
+    import logging
+
+    class EchoHandler(logging.Handler):
+        # Looks up stderr when it writes, so a test runner's swapped stream is honoured.
+        def emit(self, record: logging.LogRecord) -> None:
+            click.echo(f"jwktool: {record.getMessage()}", err=True)
+
+    logger = logging.getLogger("jwktool")
+    for old in [h for h in logger.handlers if type(h).__name__ == "EchoHandler"]:
+        logger.removeHandler(old)
+    if value:
+        logger.addHandler(EchoHandler())
+        logger.setLevel(logging.DEBUG if value > 1 else logging.INFO)
+    else:
+        logger.setLevel(logging.NOTSET)
+    return value
+
+
+def verbose_option(func: F) -> F:
+    """Add ``-v/--verbose`` (repeatable) to a command that talks to a server."""
+    return click.option(
+        "-v",
+        "--verbose",
+        count=True,
+        expose_value=False,
+        callback=_set_verbosity,
+        help="Trace each HTTP exchange on stderr, secrets redacted; -vv adds the bodies.",
+    )(func)
 
 
 def json_option(func: F) -> F:
@@ -227,9 +387,23 @@ def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
 
 
-def _read_secret_file(path: str, what: str) -> bytes:
+def _read_secret_file(path: str, what: str, *, private: bool = False) -> bytes:
+    """Read a secret from a file (at most 1 MiB, without its trailing newline).
+
+    ``private`` (keystore passphrases): like the keystore itself, the file
+    must be owned by us (or root: systemd's LoadCredential) and no one else
+    may read or write it; otherwise KeystorePermissionError (exit 3).
+    """
     try:
-        with open(path, "rb") as handle:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        _fail(f"cannot read {what} {path}: {exc.strerror or exc}")
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            if private:
+                from ._fileio import check_private
+
+                check_private(fd, os.fstat(fd), path, what, root_ok=True)
             data = handle.read(_MAX_INPUT_BYTES + 1)
     except OSError as exc:
         _fail(f"cannot read {what} {path}: {exc.strerror or exc}")
@@ -249,7 +423,7 @@ def _passphrase_source(passphrase_file: str | None, confirm: bool = False) -> Ca
         from .keystore import ENV_PASSPHRASE
 
         if passphrase_file is not None:
-            value = _read_secret_file(passphrase_file, "passphrase file")
+            value = _read_secret_file(passphrase_file, "passphrase file", private=True)
         elif os.environ.get(ENV_PASSPHRASE):
             value = os.environ[ENV_PASSPHRASE].encode("utf-8")
         elif sys.stdin.isatty() and sys.stderr.isatty():
@@ -270,14 +444,53 @@ def _passphrase_source(passphrase_file: str | None, confirm: bool = False) -> Ca
     return get
 
 
-def _keystore(path: str | None, passphrase_file: str | None = None, confirm: bool = False) -> Any:
+def _keystore(
+    path: str | None,
+    passphrase_file: str | None = None,
+    confirm: bool = False,
+    allow_short_passphrase: bool = False,
+) -> Any:
     from .keystore import Keystore
 
-    return Keystore(path, passphrase=_passphrase_source(passphrase_file, confirm))
+    return Keystore(
+        path,
+        passphrase=_passphrase_source(passphrase_file, confirm),
+        allow_short_passphrase=allow_short_passphrase,
+    )
+
+
+def allow_short_passphrase_option(func: F) -> F:
+    """Add ``--allow-short-passphrase``: taken from the command line only.
+
+    No environment variable or profile can set it, so a short passphrase is
+    always a decision typed by a person. Without it, a new passphrase under
+    12 characters fails with one line that names the flag.
+    """
+    import functools
+
+    @functools.wraps(func)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        from .errors import WeakPassphraseError
+
+        source = click.get_current_context().get_parameter_source("allow_short_passphrase")
+        if source is not click.core.ParameterSource.COMMANDLINE:
+            kwargs["allow_short_passphrase"] = False
+        try:
+            return func(*args, **kwargs)
+        except WeakPassphraseError as exc:
+            _fail(f"{exc.message}, or add --allow-short-passphrase to use it anyway", exc.exit_code)
+
+    return click.option(
+        "--allow-short-passphrase",
+        is_flag=True,
+        cls=CommandLineOnly,
+        help="Accept a new passphrase shorter than 12 characters (command line only).",
+    )(command)  # type: ignore[return-value]
 
 
 def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2))
+    # ensure_ascii: control, C1 and bidi characters become \uXXXX escapes.
+    click.echo(json.dumps(value, indent=2, ensure_ascii=True))
 
 
 # -- the commands -----------------------------------------------------------------------
@@ -287,6 +500,7 @@ def _echo_json(value: Any) -> None:
 # 'jwktool --version' and 'jwktool sign' do not pay for every other command.
 _LAZY_COMMANDS = {
     "completion": "_cli_misc:completion",
+    "config": "_cli_config:config",
     "doctor": "_cli_token:doctor",
     "inspect": "_cli_sign:inspect",
     "keys": "_cli_keys:keys",
@@ -309,7 +523,36 @@ _SUBCOMMANDS = frozenset(
 )
 
 
+def _hoist_profile(args: list[str]) -> list[str]:
+    """Move ``--profile NAME`` given after the subcommand to the front, where it belongs.
+
+    ``jwktool token --profile x`` reads as it was meant: the profile must be
+    loaded before the subcommand's options take their defaults from it.
+    """
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg == "--profile" and i + 1 < len(args):
+            front.extend(args[i : i + 2])
+            i += 2
+            continue
+        if arg.startswith("--profile="):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
 class _RootGroup(_Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _hoist_profile(list(args)))
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *_LAZY_COMMANDS})
 
@@ -356,22 +599,31 @@ def _profile_defaults(values: dict[str, Any]) -> _ProfileDefaults:
     "--profile",
     envvar="JWKTOOL_PROFILE",
     default=None,
-    help="Take defaults from this profile of jwktool.toml / ~/.config/jwktool/config.toml.",
+    help="Take defaults from this profile of ~/.config/jwktool/config.toml "
+    "or a trusted jwktool.toml (see 'jwktool config').",
 )
 @click.pass_context
 def cli(ctx: click.Context, profile: str | None) -> None:
     """Keys, private_key_jwt client assertions and OAuth access tokens.
 
     Made for Digitaal Vlaanderen (GIPOD) and any OAuth 2.0 server that
-    accepts RFC 7523 client assertions. Every option can also come from a
+    accepts RFC 7523 client assertions. Options can also come from a
     JWKTOOL_... environment variable or a profile; explicit options win,
-    then the environment, then the profile. Exit codes: docs/exit-codes.md.
+    then the environment, then the profile. Options marked "Command line
+    only" (private keys, weaker checks) come from the command line alone. A
+    jwktool.toml project file is read only once you trust it ('jwktool
+    config trust'). Exit codes: docs/exit-codes.md.
     """
-    if ctx.resilient_parsing or ctx.invoked_subcommand == "completion":
-        return  # shell completion must work even with a broken profile file
+    if ctx.resilient_parsing or ctx.invoked_subcommand in ("completion", "config"):
+        # Shell completion must work even with a broken profile file, and
+        # 'jwktool config' is how to inspect and fix one.
+        return
+    from ._text import safe_text
     from .config import load_profile
 
     loaded = load_profile(profile)
+    for warning in loaded.warnings:
+        click.echo(f"jwktool: warning: {safe_text(warning)}", err=True)
     if loaded.values:
         ctx.default_map = _profile_defaults(loaded.values)
 

@@ -35,6 +35,7 @@ __all__ = [
     "ServerError",
     "ServerRejectedError",
     "ServerUnreachableError",
+    "WeakPassphraseError",
 ]
 
 #: Success, or (for ``keys rotate``) nothing to do.
@@ -91,6 +92,12 @@ class KeyValidationError(InputError):
     code = "invalid_key"
 
 
+class WeakPassphraseError(InputError):
+    """A new keystore passphrase is too short (and shortness was not explicitly allowed)."""
+
+    code = "weak_passphrase"
+
+
 class KeyNotFoundError(InputError):
     """No key with the requested kid exists in the keystore."""
 
@@ -117,7 +124,8 @@ class KeystoreCorruptError(KeystoreError):
 
 
 class KeystorePermissionError(KeystoreError):
-    """The keystore file is readable or writable by group or others."""
+    """A private file (keystore, token cache, passphrase file) is readable or writable
+    by group or others, or is owned by another user."""
 
     code = "keystore_permissions"
 

@@ -17,15 +17,18 @@ assertion, token or key material appears in any error, repr or log line.
 from __future__ import annotations
 
 import email.utils
+import errno
 import ipaddress
 import json
 import logging
 import random
 import re
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -35,13 +38,21 @@ import requests.auth
 from .errors import InputError, ServerRejectedError, ServerUnreachableError
 from .keystore import KeystoreLike
 from .presets import environment
-from .signer import ASSERTION_TYPE, DEFAULT_LIFETIME, Signer, signing_thumbprint
-from .tokencache import TokenCache, cache_key
+from .signer import (
+    ASSERTION_TYPE,
+    DEFAULT_LIFETIME,
+    Signer,
+    probe_assertion,
+    signing_thumbprint,
+)
+from .tokencache import TokenCache, cache_key, server_id
+from .tokens import AccessToken, from_cache_entry
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "AccessToken",
     "BearerAuth",
+    "Budget",
     "Endpoint",
     "TokenClient",
     "fetch_token",
@@ -51,6 +62,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("jwktool")
+#: The HTTP trace: INFO for each exchange, DEBUG adds (redacted) bodies. ``jwktool -v``/``-vv``.
+http_log = logging.getLogger("jwktool.http")
 
 #: (connect, read) timeouts in seconds for every HTTP request.
 DEFAULT_TIMEOUT: Final = (5.0, 15.0)
@@ -135,24 +148,6 @@ def _check_url(url: str, what: str) -> str:
 
 
 @dataclass(frozen=True)
-class AccessToken:
-    """A token response (RFC 6749 §5.1). The token never appears in its repr."""
-
-    access_token: str = field(repr=False)
-    token_type: str
-    expires_in: int | None
-    expires_at: float
-    scope: str | None
-    raw: Mapping[str, Any] = field(repr=False, compare=False)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Return the server's response plus ``expires_at`` (seconds since the epoch)."""
-        out = dict(self.raw)
-        out["expires_at"] = int(self.expires_at)
-        return out
-
-
-@dataclass(frozen=True)
 class Endpoint:
     """Where to send token requests and what the assertion's ``aud`` must be."""
 
@@ -196,15 +191,96 @@ def _verify(ca_bundle: str | None) -> bool | str:
     return ca_bundle if ca_bundle else True
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The chain below a requests error: MaxRetryError.reason, args, __cause__, __context__."""
+    seen: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo and len(seen) < 20:
+        current = todo.pop(0)
+        if any(current is s for s in seen):
+            continue
+        seen.append(current)
+        reason = getattr(current, "reason", None)
+        for nxt in (reason, *current.args, current.__cause__, current.__context__):
+            if isinstance(nxt, BaseException):
+                todo.append(nxt)
+    return seen
+
+
+#: OpenSSL X509_V_ERR codes and what they mean for the user (X509_verify_cert_error_string).
+_TLS_REASONS: Final[dict[int, tuple[str, str]]] = {
+    2: ("the server's certificate is signed by an unknown issuer", "ca"),
+    18: ("the server's certificate is self-signed", "ca"),
+    19: ("there is a self-signed certificate in the server's chain", "ca"),
+    20: ("the server's certificate is signed by an unknown issuer", "ca"),
+    21: ("the server's certificate is signed by an unknown issuer", "ca"),
+    9: ("the server's certificate is not valid yet", "clock"),
+    10: ("the server's certificate has expired", "expired"),
+    62: ("the server's certificate is not valid for this host name", "name"),
+    64: ("the server's certificate is not valid for this host name (IP address)", "name"),
+}
+_TLS_HINTS: Final = {
+    "ca": "if the server uses a private CA, trust it with a CA bundle "
+    "(--ca-bundle or REQUESTS_CA_BUNDLE)",
+    "clock": "check this machine's clock, then ask the server's operator",
+    "expired": "the server's operator must renew it (check this machine's clock too)",
+    "name": "check the host in the URL; the certificate names other hosts",
+}
+
+
+def _tls_failure(exc: BaseException, host: str) -> ServerUnreachableError | None:
+    for cause in _causes(exc):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            code = int(getattr(cause, "verify_code", 0) or 0)
+            detail = _clean(getattr(cause, "verify_message", "") or "", 160) or "unknown reason"
+            reason, kind = _TLS_REASONS.get(code, (f"TLS verification failed ({detail})", "ca"))
+            if code in _TLS_REASONS:
+                reason += f" ({detail.rstrip('.')})"
+            return ServerUnreachableError(
+                f"TLS verification of {host} failed: {reason}; {_TLS_HINTS[kind]}",
+                retryable=False,
+            )
+    return None
+
+
+def _connect_failure(exc: BaseException, url: str) -> ServerUnreachableError | None:
+    parts = urlsplit(url)
+    hostname = parts.hostname or parts.netloc
+    port = origin(url)[2]
+    for cause in _causes(exc):
+        name = type(cause).__name__
+        if isinstance(cause, socket.gaierror) or name == "NameResolutionError":
+            text = cause.strerror if isinstance(cause, socket.gaierror) else None
+            why = f" ({_clean(text, 80)})" if text else ""
+            return ServerUnreachableError(
+                f"cannot resolve host {hostname}{why}; check the URL and this machine's DNS",
+                retryable=True,
+            )
+        if isinstance(cause, ConnectionRefusedError):
+            return ServerUnreachableError(
+                f"{hostname} refused the connection on port {port}; is the server running "
+                "and is the port right?",
+                retryable=True,
+            )
+        if isinstance(cause, OSError) and cause.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return ServerUnreachableError(
+                f"{hostname} is unreachable ({cause.strerror or 'no route'}); check the "
+                "network, the firewall or HTTPS_PROXY",
+                retryable=True,
+            )
+    return None
+
+
 def _describe_transport_error(exc: requests.RequestException, url: str) -> ServerUnreachableError:
     host = urlsplit(url).netloc
     if isinstance(exc, requests.exceptions.SSLError):
+        tls = _tls_failure(exc, host)
+        if tls is not None:
+            return tls
         text = str(exc).lower()
         if "certificate" in text or "hostname" in text or "verify" in text:
             return ServerUnreachableError(
-                f"TLS verification of {host} failed; if the server uses a private CA, "
-                "give it with --ca-bundle (or REQUESTS_CA_BUNDLE)",
-                retryable=False,
+                f"TLS verification of {host} failed; {_TLS_HINTS['ca']}", retryable=False
             )
         # A handshake cut short or reset is a network fault, not a trust problem.
         return ServerUnreachableError(f"the TLS handshake with {host} failed", retryable=True)
@@ -213,7 +289,10 @@ def _describe_transport_error(exc: requests.RequestException, url: str) -> Serve
     ):
         return ServerUnreachableError(f"{host}'s answer was cut short", retryable=True)
     if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return ServerUnreachableError(f"connecting to {host} timed out", retryable=True)
+        return ServerUnreachableError(
+            f"connecting to {host} timed out (no answer to the connection attempt)",
+            retryable=True,
+        )
     if isinstance(exc, requests.exceptions.Timeout):
         return ServerUnreachableError(f"{host} did not answer in time", retryable=True)
     if isinstance(exc, requests.exceptions.ProxyError):
@@ -221,7 +300,9 @@ def _describe_transport_error(exc: requests.RequestException, url: str) -> Serve
             f"the proxy for {host} failed (check HTTPS_PROXY / NO_PROXY)", retryable=True
         )
     if isinstance(exc, requests.exceptions.ConnectionError):
-        return ServerUnreachableError(f"cannot connect to {host}", retryable=True)
+        return _connect_failure(exc, url) or ServerUnreachableError(
+            f"cannot connect to {host}", retryable=True
+        )
     return ServerUnreachableError(
         f"request to {host} failed ({type(exc).__name__})", retryable=False
     )
@@ -267,12 +348,154 @@ def _total_seconds(timeout: float | tuple[float, float]) -> float:
     return 2.0 * float(timeout)
 
 
+#: Seconds without an answer before a wait is reported to ``progress``.
+PROGRESS_AFTER: Final = 2.0
+
+
+class Budget:
+    """The time one operation may take in all (discovery, attempts, back-offs), and who to tell.
+
+    :param seconds: the overall limit from now; None for no overall limit
+        (each request is still bounded by its own timeout).
+    :param progress: called with one line when a wait passes
+        :data:`PROGRESS_AFTER` seconds and before each retry; never with a secret.
+    """
+
+    def __init__(
+        self,
+        seconds: float | None = None,
+        progress: Callable[[str], None] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._clock = clock
+        self.until = None if seconds is None else clock() + max(0.0, float(seconds))
+        self.seconds = seconds
+        self.progress = progress
+
+    def remaining(self) -> float:
+        """Seconds left (infinity without a limit; never negative)."""
+        if self.until is None:
+            return float("inf")
+        return max(0.0, self.until - self._clock())
+
+    def tell(self, line: str) -> None:
+        """Report a line of progress, if anyone listens."""
+        if self.progress is not None:
+            self.progress(line)
+
+    def attempt_timeout(
+        self, timeout: float | tuple[float, float], host: str
+    ) -> tuple[float, float]:
+        """This attempt's (connect, read) timeouts, cut to what is left of the budget."""
+        connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+        left = self.remaining()
+        if left < 0.05:
+            raise ServerUnreachableError(
+                f"gave up before asking {host}: the time limit of {self.seconds:g} s ran out",
+                retryable=False,
+            )
+        return (min(float(connect), left), min(float(read), left))
+
+    def limit(self, timeout: tuple[float, float]) -> float:
+        """The overall seconds one attempt may take."""
+        return min(_total_seconds(timeout), self.remaining())
+
+
+#: Response headers worth showing in a trace.
+_TRACE_HEADERS: Final = (
+    "Content-Type",
+    "Date",
+    "Cache-Control",
+    "Retry-After",
+    "WWW-Authenticate",
+    "Location",
+    "DPoP-Nonce",
+)
+#: Form and JSON members never shown, whatever the level.
+_SECRET_MEMBERS: Final = frozenset(
+    {"access_token", "refresh_token", "id_token", "client_secret", "client_assertion"}
+)
+
+
+def _b64json(segment: str) -> Any:
+    import base64
+
+    try:
+        return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, RecursionError):
+        return "(not JSON)"
+
+
+_JWS_LIKE: Final = re.compile(r"[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
+_SECRET_WORDS: Final = ("token", "secret", "assertion", "password", "key", "code")
+
+
+def _redacted(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy safe to trace: secret-named members hidden, JWS-like strings cut out, any depth."""
+
+    def clean(name: str, value: Any) -> Any:
+        secret = name in _SECRET_MEMBERS or any(w in name.lower() for w in _SECRET_WORDS)
+        if secret and name not in ("token_type", "expires_in", "client_assertion_type"):
+            return f"[redacted, {len(str(value))} chars]"
+        if isinstance(value, str):
+            return _JWS_LIKE.sub("[a JWS, redacted]", value)
+        if isinstance(value, Mapping):
+            return {str(k): clean(str(k), v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(name, v) for v in value]
+        return value
+
+    return {str(k): clean(str(k), v) for k, v in doc.items()}
+
+
+def _trace(
+    method: str,
+    url: str,
+    form: Mapping[str, str] | None,
+    response: requests.Response,
+    body: bytes,
+    elapsed: float,
+) -> None:
+    """Log one HTTP exchange for ``-v``: never a token, a secret or a signature."""
+    from ._text import safe_text
+
+    lines = [f"> {method} {url}"]
+    if form:
+        assertion = form.get("client_assertion")
+        if assertion and assertion.count(".") == 2:
+            head, claims, signature = assertion.split(".")
+            lines.append(f">   assertion header: {json.dumps(_b64json(head), sort_keys=True)}")
+            lines.append(f">   assertion claims: {json.dumps(_b64json(claims), sort_keys=True)}")
+            lines.append(f">   assertion signature: [redacted, {len(signature)} chars]")
+        shown = " ".join(f"{k}={v}" for k, v in _redacted(form).items() if k != "client_assertion")
+        lines.append(f">   form: {shown}")
+    lines.append(
+        f"< HTTP {response.status_code} {response.reason or ''} in {elapsed * 1000:.0f} ms"
+    )
+    for name in _TRACE_HEADERS:
+        if name in response.headers:
+            lines.append(f"<   {name}: {response.headers[name]}")
+    for line in lines:
+        http_log.info("%s", safe_text(line))
+    if http_log.isEnabledFor(logging.DEBUG) and body:
+        doc = _json_object(body)
+        if doc is not None:
+            text = json.dumps(_redacted(doc), sort_keys=True)
+        else:
+            # Not shown: a broken answer may still carry a token somewhere in it.
+            text = f"({len(body)} bytes, not a JSON object; not shown)"
+        http_log.debug("%s", safe_text(f"<   body: {text}"))
+
+
 def _exchange(
     http: requests.Session,
     method: str,
     url: str,
     *,
     timeout: float | tuple[float, float],
+    budget: Budget | None = None,
+    what: str = "an answer",
     **kwargs: Any,
 ) -> tuple[requests.Response, bytes]:
     """Send one request and read its capped body, all within the overall deadline.
@@ -280,6 +503,9 @@ def _exchange(
     The work runs in a short-lived daemon thread so that the caller can be
     given up on at the deadline even while the server is still dripping.
     """
+    budget = budget or Budget()
+    host = urlsplit(url).netloc
+    timeout = budget.attempt_timeout(timeout, host)
     outcome: list[Any] = []
     direct = _direct(url)
     if direct is not None:
@@ -296,18 +522,28 @@ def _exchange(
         except BaseException as exc:  # handed to the caller, raised there
             outcome.append(exc)
 
-    limit = _total_seconds(timeout)
+    limit = budget.limit(timeout)
+    started = time.monotonic()
     worker = threading.Thread(target=work, name="jwktool-http", daemon=True)
     worker.start()
-    worker.join(limit)
-    if not outcome:
-        raise ServerUnreachableError(
-            f"{urlsplit(url).netloc} did not answer within {limit:g} s", retryable=True
+    worker.join(min(limit, PROGRESS_AFTER))
+    if not outcome and worker.is_alive() and limit > PROGRESS_AFTER:
+        budget.tell(
+            f"waiting for {host} to send {what} "
+            f"({PROGRESS_AFTER:g} s so far; giving up after {limit:.0f} s)"
         )
+        worker.join(max(0.0, limit - (time.monotonic() - started)))
+    if not outcome:
+        http_log.info("> %s %s: no answer within %.3g s", method, url, limit)
+        raise ServerUnreachableError(f"{host} did not answer within {limit:.3g} s", retryable=True)
     result = outcome[0]
     if isinstance(result, BaseException):
+        if isinstance(result, ServerUnreachableError):
+            http_log.info("> %s %s: %s", method, url, result.message)
         raise result
     response, body = result
+    if http_log.isEnabledFor(logging.INFO):
+        _trace(method, url, kwargs.get("data"), response, body, time.monotonic() - started)
     return response, body
 
 
@@ -352,21 +588,56 @@ def _clock_offset(response: requests.Response) -> float | None:
         return None
 
 
-def _hint(error: str, offset: float | None, kid: str | None, client_id: str, aud: str) -> str:
+#: What an invalid_client error_description says is wrong: the first pattern found names
+#: the one cause (words seen from Authlib, Keycloak, Okta, Entra ID and oidc-provider).
+_CAUSE_PATTERNS: Final = (
+    (
+        "client",
+        re.compile(
+            r"client (does not exist|not found|unknown)|unknown client|"
+            r"no such client|client_id|invalid client id"
+        ),
+    ),
+    ("clock", re.compile(r"\b(expired|exp|iat|nbf|not yet valid|future|issued in)\b")),
+    ("lifetime", re.compile(r"lifetime|too long|exceeds")),
+    ("aud", re.compile(r"\b(aud|audience)\b")),
+    ("alg", re.compile(r"\b(alg|algorithm|algorithms)\b")),
+    ("key", re.compile(r"\b(kid|key|keys|jwks|signature)\b")),
+)
+
+
+def _hint(
+    error: str,
+    offset: float | None,
+    kid: str | None,
+    client_id: str,
+    aud: str,
+    description: str | None = None,
+) -> str:
     if error == "invalid_client":
-        causes = [
-            f"the key {kid} is not registered for this client (export it with "
+        causes = {
+            "key": f"the key {kid} is not registered for this client (export it with "
             "'jwktool keys export' and compare with the portal)"
             if kid
             else "the signing key is not registered for this client",
-            f"the client id {client_id} is wrong (it is the UUID the portal shows)",
-            f"aud {aud} is not what the server expects (Digitaal Vlaanderen: the issuer, "
+            "client": f"the client id {client_id} is wrong (it is the UUID the portal shows)",
+            "aud": f"aud {aud} is not what the server expects (Digitaal Vlaanderen: the issuer, "
             "without /v1/token and without a trailing slash)",
-            "the server does not accept this algorithm (RS256 is the safe choice)",
-        ]
+            "alg": "the server does not accept this algorithm (RS256 is the safe choice)",
+            "clock": "this machine's clock is off from the server's"
+            + (f" (by {offset:+.0f} s)" if offset is not None else "")
+            + ", or the assertion's times are wrong: check NTP",
+            "lifetime": "the assertion lives longer than this server allows: sign with a "
+            "shorter lifetime",
+        }
+        said = (description or "").lower()
+        for name, pattern in _CAUSE_PATTERNS:
+            if pattern.search(said):
+                return "cause: " + causes[name]
+        likely = [causes[n] for n in ("key", "client", "aud", "alg")]
         if offset is not None and abs(offset) > 30:
-            causes.insert(0, f"this machine's clock is off by {offset:+.0f} s from the server's")
-        return "likely causes: " + "; ".join(causes)
+            likely.insert(0, f"this machine's clock is off by {offset:+.0f} s from the server's")
+        return "likely causes: " + "; ".join(likely)
     if error == "invalid_scope":
         return "the scope is not granted to this client: check its roles in the portal"
     if error == "unauthorized_client":
@@ -430,7 +701,7 @@ def _parse_token_response(
     error = _clean(doc.get("error"), 80) if doc else None
     description = _clean(doc.get("error_description")) if doc else None
     if error and status < 500 and status != 429 and error not in ("temporarily_unavailable",):
-        hint = _hint(error, _clock_offset(response), kid, client_id, aud)
+        hint = _hint(error, _clock_offset(response), kid, client_id, aud, description)
         message = f"the server refused the token request: {error} (HTTP {status})"
         if description:
             message += f": {description}"
@@ -469,6 +740,7 @@ def request_token(
     kid: str | None = None,
     assertion_audience: str = "",
     now: float | None = None,
+    budget: Budget | None = None,
 ) -> AccessToken:
     """Make one client_credentials token request authenticated by a client assertion.
 
@@ -479,6 +751,7 @@ def request_token(
 
     ``kid`` and ``assertion_audience`` only improve error hints; ``now`` (seconds
     since the epoch, default the current time) is the base of ``expires_at``.
+    ``budget`` bounds the request by an overall time limit and reports long waits.
 
     :raises ServerRejectedError: an OAuth error such as invalid_client.
     :raises ServerUnreachableError: network failure, timeout, 5xx, 429, a bad body.
@@ -507,6 +780,8 @@ def request_token(
             data=form,
             headers={"Accept": "application/json"},
             timeout=timeout,
+            budget=budget,
+            what="a token",
             verify=_verify(ca_bundle),
         )
     finally:
@@ -515,22 +790,38 @@ def request_token(
     log.debug(
         "token endpoint %s answered HTTP %s", urlsplit(token_endpoint).netloc, response.status_code
     )
-    return _parse_token_response(
-        response,
-        body,
-        token_endpoint,
-        kid=kid,
-        client_id=client_id or "",
-        aud=assertion_audience,
-        now=started,
-    )
+    try:
+        return _parse_token_response(
+            response,
+            body,
+            token_endpoint,
+            kid=kid,
+            client_id=client_id or "",
+            aud=assertion_audience,
+            now=started,
+        )
+    except ServerRejectedError as exc:
+        if exc.error != "invalid_scope" or not scope or "," not in scope:
+            raise
+        hint = f"scopes are separated by spaces, not commas: {' '.join(scope.split(','))!r}?"
+        raise ServerRejectedError(
+            f"{exc.message}; {hint}",
+            error=exc.error,
+            error_description=exc.error_description,
+            status=exc.status,
+            hint=hint,
+        ) from None
 
 
 # -- endpoint resolution ---------------------------------------------------------------
 
 
 def _discover(
-    issuer: str, session: requests.Session, ca_bundle: str | None, timeout: Any
+    issuer: str,
+    session: requests.Session,
+    ca_bundle: str | None,
+    timeout: Any,
+    budget: Budget | None = None,
 ) -> dict[str, Any]:
     """Fetch the authorization server's metadata (OIDC discovery, then RFC 8414)."""
     base = issuer.rstrip("/")
@@ -548,6 +839,8 @@ def _discover(
             url,
             headers={"Accept": "application/json"},
             timeout=timeout,
+            budget=budget,
+            what="its discovery document",
             verify=_verify(ca_bundle),
         )
         doc = _json_object(body) if response.status_code == 200 else None
@@ -559,16 +852,44 @@ def _discover(
             )
             continue
         # RFC 8414 §3.3: the issuer in the document must be the one asked for.
-        if doc.get("issuer") != issuer:
+        named = doc.get("issuer")
+        if named != issuer:
+            hint = (
+                f"; did you mean the issuer {named!r}?"
+                if isinstance(named, str) and named.rstrip("/") == issuer.rstrip("/")
+                else ""
+            )
             raise ServerUnreachableError(
-                f"the discovery document at {url} names issuer {_clean(doc.get('issuer'))!r}, "
-                f"not {issuer!r}; refused"
+                f"the discovery document at {url} names issuer {_clean(named)!r}, "
+                f"not {issuer!r}; refused{hint}"
             )
         if not isinstance(doc.get("token_endpoint"), str):
             raise ServerUnreachableError(f"the discovery document at {url} has no token_endpoint")
         return doc
     assert last is not None
+    guess = _issuer_guess(issuer)
+    if guess is not None:
+        raise ServerUnreachableError(
+            f"{last.message}; {issuer} looks like a token endpoint: did you mean the "
+            f"issuer {guess}, or that URL as the token endpoint with its audience?",
+            status=last.status,
+            retryable=False,
+        )
     raise last
+
+
+def _issuer_guess(url: str) -> str | None:
+    """The issuer a token endpoint URL given as an issuer probably belongs to."""
+    for tail in (
+        "/v1/token",
+        "/oauth2/token",
+        "/oauth/token",
+        "/protocol/openid-connect/token",
+        "/token",
+    ):
+        if url.rstrip("/").endswith(tail):
+            return url.rstrip("/")[: -len(tail)] or None
+    return None
 
 
 def resolve_endpoint(
@@ -580,12 +901,13 @@ def resolve_endpoint(
     session: requests.Session | None = None,
     ca_bundle: str | None = None,
     timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+    budget: Budget | None = None,
 ) -> Endpoint:
     """Find the token endpoint and the assertion audience.
 
     Exactly one of: ``env`` (``test``/``production``, Digitaal Vlaanderen);
     ``issuer`` (discovery; ``aud`` defaults to the issuer); ``token_endpoint``
-    with ``audience``.
+    with ``audience``. ``budget`` bounds discovery by an overall time limit.
     """
     given = [
         name
@@ -610,7 +932,7 @@ def resolve_endpoint(
     _check_url(issuer, "issuer")
     http = session or _new_session()
     try:
-        doc = _discover(issuer, http, ca_bundle, timeout)
+        doc = _discover(issuer, http, ca_bundle, timeout, budget)
     finally:
         if session is None:
             http.close()
@@ -642,6 +964,12 @@ class TokenClient:
         errors, timeouts, 5xx and 429 only.
     :param backoff: first retry delay in seconds; doubles each time, with jitter.
     :param max_wait: most seconds one :meth:`get_token` spends sleeping between attempts.
+    :param timeout: (connect, read) seconds for each HTTP request.
+    :param deadline: most seconds one :meth:`get_token` takes in all, discovery,
+        every attempt and every back-off included; None: bounded only by
+        ``timeout``, ``max_retries`` and ``max_wait``.
+    :param progress: called with a line when a wait passes 2 s and before each
+        retry (the CLI prints these on a terminal); never given a secret.
     """
 
     def __init__(
@@ -667,6 +995,8 @@ class TokenClient:
         max_wait: float = 30.0,
         lifetime: int = DEFAULT_LIFETIME,
         kid: str | None = None,
+        deadline: float | None = None,
+        progress: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -674,6 +1004,8 @@ class TokenClient:
             raise InputError("a client id is needed (or give a Signer)")
         if max_retries < 0 or backoff < 0 or max_wait < 0:
             raise InputError("max_retries, backoff and max_wait must not be negative")
+        if deadline is not None and deadline <= 0:
+            raise InputError("deadline must be positive")
         self._keystore = keystore
         self.client_id = signer.client_id if signer is not None else str(client_id)
         self._signer = signer
@@ -699,6 +1031,8 @@ class TokenClient:
         self._max_wait = max_wait
         self._lifetime = lifetime
         self._kid = kid
+        self._deadline = deadline
+        self._progress = progress
         self._clock = clock
         self._sleep = sleep
         self._endpoint: Endpoint | None = None
@@ -717,11 +1051,14 @@ class TokenClient:
         """The token endpoint and audience (discovered once, then cached)."""
         if self._endpoint is None:
             with self._lock:
-                self._resolve()
+                self._resolve(self._budget())
         assert self._endpoint is not None
         return self._endpoint
 
-    def _resolve(self) -> None:
+    def _budget(self) -> Budget:
+        return Budget(self._deadline, self._progress)
+
+    def _resolve(self, budget: Budget) -> None:
         if self._endpoint is not None:
             return
         w = self._where
@@ -735,6 +1072,7 @@ class TokenClient:
             session=self._session,
             ca_bundle=self._ca_bundle,
             timeout=self._timeout,
+            budget=budget,
         )
         if self._signer is None:
             self._signer = Signer(
@@ -755,12 +1093,13 @@ class TokenClient:
         token = self._token
         if token is not None and not force_refresh and self._clock() < self._refresh_at:
             return token
+        budget = self._budget()  # waiting for another thread's fetch counts too
         with self._lock:
             token = self._token
             if token is not None and not force_refresh and self._clock() < self._refresh_at:
                 return token  # another thread fetched it while we waited
-            self._resolve()
-            token = self._fetch_with_retries()
+            self._resolve(budget)
+            token = self._fetch_with_retries(budget)
             self._token = token
             self._refresh_at = self._refresh_time(token)
             return token
@@ -806,7 +1145,7 @@ class TokenClient:
             margin = lifetime / 2  # a very short-lived token: use half of it
         return token.expires_at - margin
 
-    def _fetch_with_retries(self) -> AccessToken:
+    def _fetch_with_retries(self, budget: Budget) -> AccessToken:
         assert self._endpoint is not None and self._signer is not None
         waited = 0.0
         attempt = 0
@@ -826,6 +1165,7 @@ class TokenClient:
                     kid=self._signer.kid,
                     assertion_audience=self._endpoint.audience,
                     now=self._clock(),
+                    budget=budget,
                 )
             except ServerUnreachableError as exc:
                 if not exc.retryable or attempt >= self._max_retries:
@@ -836,9 +1176,12 @@ class TokenClient:
                     delay = max(delay, exc.retry_after)
                 if waited + delay > self._max_wait:
                     raise
-                log.info(
-                    "token request failed (%s); retry %d in %.1f s", exc.message, attempt + 1, delay
-                )
+                # A retry that could not even start before the deadline is no retry.
+                if delay + 0.1 >= budget.remaining():
+                    raise
+                line = f"{exc.message}; retry {attempt + 1} of {self._max_retries} in {delay:.1f} s"
+                log.info("token request failed: %s", line)
+                budget.tell(line)
                 self._sleep(delay)
                 waited += delay
                 attempt += 1
@@ -911,21 +1254,25 @@ def fetch_token(
     kid: str | None = None,
     max_retries: int = 2,
     cache: TokenCache | None = None,
+    deadline: float | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> AccessToken:
     """Get one access token (retrying transient failures); ``jwktool token``.
 
     With a :class:`~jwktool.tokencache.TokenCache`, a still-fresh token for the
     same server, client, scope, resource and signing key is returned without
-    any request, and a new one is stored.
+    any request, and a new one is stored. ``deadline`` bounds the whole call
+    (discovery, attempts, back-offs) in seconds; ``progress`` hears of long
+    waits and retries.
     """
     key = None
     if cache is not None:
-        server = " ".join(str(v) for v in (env, issuer, token_endpoint, audience) if v)
+        server = server_id(env, issuer, token_endpoint, audience)
         thumb = signing_thumbprint(keystore, kid)
         key = cache_key(server, client_id, scope, thumb, resource)
         entry = cache.get(key)
         if entry is not None:
-            return _from_cache(entry)
+            return from_cache_entry(entry)
     with TokenClient(
         keystore,
         client_id,
@@ -940,6 +1287,8 @@ def fetch_token(
         lifetime=lifetime,
         kid=kid,
         max_retries=max_retries,
+        deadline=deadline,
+        progress=progress,
     ) as client:
         token = client.get_token()
         if cache is not None and key is not None:
@@ -958,23 +1307,6 @@ def fetch_token(
         return token
 
 
-def _from_cache(entry: Mapping[str, Any]) -> AccessToken:
-    raw = dict(entry["raw"]) if isinstance(entry.get("raw"), dict) else {}
-    raw["access_token"] = entry["access_token"]
-    expires_at = float(entry["expires_at"])
-    # What is left of the lifetime now, not what the server said back then.
-    remaining = max(0, int(expires_at - time.time()))
-    raw["expires_in"] = remaining
-    return AccessToken(
-        access_token=entry["access_token"],
-        token_type=str(entry.get("token_type") or "Bearer"),
-        expires_in=remaining,
-        expires_at=expires_at,
-        scope=entry.get("scope") if isinstance(entry.get("scope"), str) else None,
-        raw=raw,
-    )
-
-
 def key_verifier(
     keystore: KeystoreLike,
     client_id: str,
@@ -987,15 +1319,18 @@ def key_verifier(
     resource: str | None = None,
     ca_bundle: str | None = None,
     timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+    deadline: float | None = None,
 ) -> Callable[[str], None]:
     """Return a function that proves a key works: a real token request signed with that kid.
 
     The function returns when the server issues a token and raises
     :class:`ServerRejectedError` when it refuses (for instance, the key is not
     registered yet). Used by ``keys rotate --verify`` and ``keys activate --verify``.
-    The token obtained is discarded.
+    The token obtained is discarded. ``deadline`` (seconds, counted from this
+    call) bounds every request the returned function makes.
     """
     endpoints: list[Endpoint] = []
+    budget = Budget(deadline)
 
     def verify(kid: str) -> None:
         if not endpoints:
@@ -1007,12 +1342,14 @@ def key_verifier(
                     audience=audience,
                     ca_bundle=ca_bundle,
                     timeout=timeout,
+                    budget=budget,
                 )
             )
         endpoint = endpoints[0]
-        signer = Signer(keystore, client_id, endpoint.audience, kid=kid, check_interval=0)
+        # Any state: proving a retired key is how a rollback starts (activate --verify).
+        assertion = probe_assertion(keystore, kid, client_id, endpoint.audience)
         request_token(
-            signer.sign(),
+            assertion,
             endpoint.token_endpoint,
             client_id=client_id,
             scope=scope,
@@ -1021,6 +1358,7 @@ def key_verifier(
             timeout=timeout,
             kid=kid,
             assertion_audience=endpoint.audience,
+            budget=budget,
         )
         log.info("the server accepted key %s", kid)
 

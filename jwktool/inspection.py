@@ -27,6 +27,36 @@ __all__ = ["Check", "Inspection", "decode_jwt", "inspect_assertion"]
 
 _MAX_TOKEN_CHARS: Final = 64 * 1024
 
+#: How decode_jwt names each part in a refusal of duplicate members.
+_PART_NAMES: Final = {
+    "header": "the JOSE header has",
+    "claims": "the JWT claims have",
+}
+_PART_RFC: Final = {"header": "RFC 7515 §4", "claims": "RFC 7519 §4"}
+
+
+class _DuplicateMember(Exception):
+    """Raised from json.loads when an object repeats a member name (not a ValueError)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """object_pairs_hook: build the object, refusing a member name seen twice.
+
+    RFC 7515 §5.2 lets a JWS parser reject duplicate member names, and parsers
+    disagree on which one wins: what jwktool shows and what a server reads
+    could differ. Called for every object, so nested objects are covered too.
+    """
+    out: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in out:
+            raise _DuplicateMember(name)
+        out[name] = value
+    return out
+
 
 @dataclass(frozen=True)
 class Check:
@@ -78,7 +108,12 @@ def decode_jwt(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes
     decoded = []
     for name, part in zip(("header", "claims"), parts[:2], strict=True):
         try:
-            value = json.loads(_jwk.b64u_decode(part, name))
+            value = json.loads(_jwk.b64u_decode(part, name), object_pairs_hook=_unique_object)
+        except _DuplicateMember as dup:
+            raise AssertionCheckError(
+                f"{_PART_NAMES[name]} a duplicate member {dup.name[:40]!r}; "
+                f"refused ({_PART_RFC[name]})"
+            ) from None
         except (ValueError, RecursionError, KeyValidationError):
             raise AssertionCheckError(f"the JWT {name} is not base64url-encoded JSON") from None
         if not isinstance(value, dict):
@@ -214,7 +249,10 @@ def inspect_assertion(
             add("kid", "ok", f"kid {kid} found in {source}")
         if alg in _jwk.ALGORITHMS:
             try:
-                valid = _verify(alg, _jwk.load_public_key(jwk), signing_input, signature)
+                # The rules of 'keys import': RSA of at least 2048 bits, and
+                # the JWK's alg (if any) and key type agree with the header's alg.
+                key = _jwk.validate_public_jwk(jwk, alg)
+                valid = _verify(alg, key, signing_input, signature)
             except KeyValidationError as exc:
                 add("signature", "fail", f"the key for kid {kid} is unusable: {exc.message}")
             else:

@@ -61,7 +61,9 @@ __all__ = [
 ALGORITHMS: Final = tuple(_jwk.ALGORITHMS)
 #: What Digitaal Vlaanderen accepts in production.
 DEFAULT_ALG: Final = "RS256"
-DEFAULT_RSA_SIZE: Final = 3072
+#: 4096: the size Digitaal Vlaanderen is seen to accept in production (with 2048); one
+#: signature per token makes the extra cost irrelevant (docs/onboarding.md).
+DEFAULT_RSA_SIZE: Final = 4096
 RSA_SIZES: Final = (2048, 3072, 4096)
 
 
@@ -218,7 +220,7 @@ def generate_key(
     unless ``activate`` is true (then the previous active key is retired).
 
     :param alg: RS256 (default), PS256, ES256, ES384 or EdDSA.
-    :param size: RSA modulus size: 2048, 3072 (default) or 4096.
+    :param size: RSA modulus size: 2048, 3072 or 4096 (default).
     :param kid: the key id; default the RFC 7638 SHA-256 thumbprint.
     :param encrypt: when the keystore is created, protect it with the passphrase.
     :returns: the new key's public description.
@@ -437,6 +439,7 @@ def rotate_keys(
     3. when no key is pending and the active key is older than ``min_age``,
        a new pending key is staged (same alg and size as the active key
        unless ``alg``/``size`` say otherwise): register its public JWK.
+       ``min_age`` zero stages one now: a forced rotation.
 
     It never leaves the keystore without an active key and never removes an
     active or pending key. Overlapping runs are safe: the second sees what
@@ -449,10 +452,10 @@ def rotate_keys(
     server refuses is never promoted (it is reported in ``waiting``). The
     requests are made outside the lock.
     """
-    if min_age <= timedelta(0):
-        raise InputError("--min-age must be positive")
+    if min_age < timedelta(0):
+        raise InputError("the minimum age must not be negative (0 stages a new key now)")
     if overlap < timedelta(0):
-        raise InputError("--overlap must not be negative")
+        raise InputError("the overlap must not be negative")
     store = open_keystore(keystore)
     when = _now(now)
     accepted: set[str] | None = None
@@ -772,16 +775,19 @@ def set_passphrase(
     new_passphrase: bytes | None,
     *,
     iterations: int | None = None,
+    allow_short: bool = False,
 ) -> None:
     """Encrypt the keystore with ``new_passphrase``, change it, or (``None``) remove it.
 
     The current passphrase comes from the Keystore's own passphrase source.
     ``iterations`` raises (or keeps) the PBKDF2 cost; default 600,000.
+    A new passphrase shorter than 12 characters raises WeakPassphraseError,
+    before anything is read, unless ``allow_short`` is true.
     """
-    from .keystore import PBKDF2_ITERATIONS
+    from .keystore import PBKDF2_ITERATIONS, check_new_passphrase
 
-    if new_passphrase is not None and not new_passphrase:
-        raise InputError("the new passphrase is empty")
+    if new_passphrase is not None:
+        check_new_passphrase(new_passphrase, allow_short=allow_short)
     store = open_keystore(keystore)
     with store.update() as data:
-        store.reseal(data, new_passphrase, iterations or PBKDF2_ITERATIONS)
+        store.reseal(data, new_passphrase, iterations or PBKDF2_ITERATIONS, allow_short=allow_short)

@@ -9,7 +9,10 @@ its life: kid, alg, status and times.
 Guarantees:
 
 * The file is created 0600 (a directory we create, 0700) and a file that
-  group or others can access is refused, as ssh refuses such keys.
+  group or others can access is refused, as ssh refuses such keys; so is
+  one owned by another user.
+* A symbolic link to the keystore is resolved once: the real file is locked
+  and replaced; a symbolic link in place of the lock file is refused.
 * Every write happens under an exclusive ``flock`` on ``<keystore>.lock``
   and is atomic: temp file in the same directory, fsync, rename, fsync of
   the directory. A crash leaves either the old or the new file, whole.
@@ -29,45 +32,59 @@ from pathlib import Path
 from typing import Any, Final, TypeAlias
 
 from . import _jwk
-from ._fileio import atomic_write, ensure_private_directory, exclusive_lock, read_private_file
+from ._fileio import (
+    ENV_KEYSTORE,
+    MAX_KEYSTORE_BYTES,
+    atomic_write,
+    default_keystore_path,
+    ensure_private_directory,
+    exclusive_lock,
+    read_private_file,
+    resolve_keystore_path,
+)
 from .errors import (
     InputError,
     KeyNotFoundError,
     KeystoreCorruptError,
     KeystoreNotFoundError,
     PassphraseError,
+    WeakPassphraseError,
 )
 
 __all__ = [
     "ENV_KEYSTORE",
     "ENV_PASSPHRASE",
+    "MIN_PASSPHRASE_LENGTH",
     "KeyRecord",
     "KeyStatus",
     "Keystore",
     "KeystoreData",
     "KeystoreLike",
     "PassphraseSource",
+    "check_new_passphrase",
     "default_keystore_path",
     "open_keystore",
     "resolve_keystore_path",
     "write_secret_file",
 ]
 
-#: Environment variable naming the keystore file.
-ENV_KEYSTORE: Final = "JWKTOOL_KEYSTORE"
 #: Environment variable holding the passphrase of an encrypted keystore (CLI).
 ENV_PASSPHRASE: Final = "JWKTOOL_PASSPHRASE"  # noqa: S105 (a variable name)
 
 FORMAT: Final = "jwktool-keystore"
 FORMAT_VERSION: Final = 1
-#: A keystore larger than this is refused without being read into memory.
-MAX_KEYSTORE_BYTES: Final = 4 * 1024 * 1024
+#: Shortest kid prefix accepted where a kid is taken (as git takes short hashes).
+MIN_KID_PREFIX: Final = 6
 #: OWASP's 2023 guidance for PBKDF2-HMAC-SHA256; new keystores use this.
 PBKDF2_ITERATIONS: Final = 600_000
 #: Bounds accepted when reading: below is too cheap, above is a denial of service.
 PBKDF2_MIN_ITERATIONS: Final = 600_000
 PBKDF2_MAX_ITERATIONS: Final = 100_000_000
 _CHECK_PLAINTEXT: Final = b"jwktool-keystore-passphrase-check"
+#: A new passphrase (a new encrypted keystore, ``set_passphrase``) needs at
+#: least this many characters unless shortness is explicitly allowed.
+#: Passphrases that open an existing keystore are never length-checked.
+MIN_PASSPHRASE_LENGTH: Final = 12
 
 PassphraseSource: TypeAlias = "str | bytes | Callable[[], str | bytes] | None"
 
@@ -112,33 +129,38 @@ class KeystoreData:
     encryption: Encryption | None = None
 
     def find(self, kid: str) -> KeyRecord:
-        """Return the key with this kid, or raise KeyNotFoundError."""
+        """Return the key with this kid, or with a unique kid prefix of 6+ characters.
+
+        Like git's short hashes: ``f3K9xQ`` finds ``f3K9xQ…`` when no other kid
+        starts so. An ambiguous prefix is an error listing the matches.
+
+        :raises KeyNotFoundError: no such key, or an ambiguous prefix.
+        """
         for record in self.keys:
             if record.kid == kid:
                 return record
+        if len(kid) >= MIN_KID_PREFIX:
+            matches = [r for r in self.keys if r.kid.startswith(kid)]
+            if len(matches) == 1:
+                return matches[0]
+            if matches:
+                raise KeyNotFoundError(
+                    f"kid prefix {kid!r} is ambiguous: it matches "
+                    + ", ".join(r.kid for r in matches)
+                )
         known = ", ".join(r.kid for r in self.keys) or "none"
-        raise KeyNotFoundError(f"no key with kid {kid!r} in the keystore (known: {known})")
+        short = (
+            f"; a prefix needs at least {MIN_KID_PREFIX} characters"
+            if len(kid) < MIN_KID_PREFIX
+            else ""
+        )
+        raise KeyNotFoundError(
+            f"no key with kid {kid!r} in the keystore (known: {known}){short}"
+        )
 
     def active(self) -> KeyRecord | None:
         """Return the active key, if there is one."""
         return next((r for r in self.keys if r.status is KeyStatus.ACTIVE), None)
-
-
-def default_keystore_path() -> Path:
-    """Return the per-user default: ``$XDG_DATA_HOME/jwktool/keystore.json``.
-
-    ``XDG_DATA_HOME`` defaults to ``~/.local/share``.
-    """
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "jwktool" / "keystore.json"
-
-
-def resolve_keystore_path(path: str | os.PathLike[str] | None = None) -> Path:
-    """Return the keystore path: the one given, else ``$JWKTOOL_KEYSTORE``, else the default."""
-    if path is not None and str(path) != "":
-        return Path(path).expanduser()
-    env = os.environ.get(ENV_KEYSTORE)
-    return Path(env).expanduser() if env else default_keystore_path()
 
 
 def format_time(value: datetime) -> str:
@@ -157,6 +179,12 @@ class Keystore:
     :param passphrase: for an encrypted keystore: the passphrase, or a
         callable returning it, asked only when private material is needed.
     :param lock_timeout: seconds to wait for another process's lock.
+    :param allow_short_passphrase: accept a passphrase shorter than
+        :data:`MIN_PASSPHRASE_LENGTH` when creating an encrypted keystore.
+
+    A symbolic link is resolved here, once: ``path`` becomes the real file,
+    whose lock every user of the link shares and which every write replaces
+    (a rename onto the link would replace the link, forking the keystore).
     """
 
     def __init__(
@@ -165,8 +193,10 @@ class Keystore:
         *,
         passphrase: PassphraseSource = None,
         lock_timeout: float = 30.0,
+        allow_short_passphrase: bool = False,
     ) -> None:
-        self.path = resolve_keystore_path(path)
+        self.path = Path(os.path.realpath(resolve_keystore_path(path)))
+        self.allow_short_passphrase = allow_short_passphrase
         self.lock_timeout = lock_timeout
         self._passphrase = passphrase
         self._derived: dict[tuple[bytes, int], bytes] = {}
@@ -291,8 +321,11 @@ class Keystore:
     def _new_encryption(
         self, passphrase: bytes | None = None, iterations: int = PBKDF2_ITERATIONS
     ) -> Encryption:
+        if passphrase is None:  # a new encrypted keystore: its passphrase is new
+            passphrase = self._passphrase_bytes()
+            check_new_passphrase(passphrase, allow_short=self.allow_short_passphrase)
         salt = os.urandom(16)
-        key = _pbkdf2(passphrase or self._passphrase_bytes(), salt, iterations)
+        key = _pbkdf2(passphrase, salt, iterations)
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         iv = os.urandom(12)
@@ -302,13 +335,21 @@ class Keystore:
         return Encryption(iterations=iterations, salt=salt, check=check)
 
     def reseal(
-        self, data: KeystoreData, passphrase: bytes | None, iterations: int = PBKDF2_ITERATIONS
+        self,
+        data: KeystoreData,
+        passphrase: bytes | None,
+        iterations: int = PBKDF2_ITERATIONS,
+        *,
+        allow_short: bool = False,
     ) -> None:
         """Re-encrypt every key under a new passphrase (``None``: store them unencrypted).
 
         Needs the current passphrase for an encrypted keystore. A new salt is
-        drawn, so the new file shares nothing with the old one.
+        drawn, so the new file shares nothing with the old one. A passphrase
+        shorter than :data:`MIN_PASSPHRASE_LENGTH` needs ``allow_short``.
         """
+        if passphrase is not None:
+            check_new_passphrase(passphrase, allow_short=allow_short)
         if passphrase is not None and not (
             PBKDF2_MIN_ITERATIONS <= iterations <= PBKDF2_MAX_ITERATIONS
         ):
@@ -338,6 +379,31 @@ class Keystore:
             raise PassphraseError(f"wrong passphrase for keystore {self.path}") from None
         self._derived[(enc.salt, enc.iterations)] = key
         return key
+
+
+def check_new_passphrase(passphrase: str | bytes, *, allow_short: bool = False) -> None:
+    """Refuse a new passphrase shorter than :data:`MIN_PASSPHRASE_LENGTH` characters.
+
+    Characters are counted in UTF-8 (bytes, if it is not UTF-8). ``allow_short``
+    accepts any non-empty passphrase; an empty one is always an InputError.
+    The message never holds the passphrase nor its length.
+
+    :raises WeakPassphraseError: too short, and ``allow_short`` is false.
+    """
+    if isinstance(passphrase, bytes):
+        try:
+            length = len(passphrase.decode("utf-8"))
+        except UnicodeDecodeError:
+            length = len(passphrase)
+    else:
+        length = len(passphrase)
+    if length == 0:
+        raise InputError("the new passphrase is empty")
+    if length < MIN_PASSPHRASE_LENGTH and not allow_short:
+        raise WeakPassphraseError(
+            f"the new passphrase is shorter than {MIN_PASSPHRASE_LENGTH} characters; "
+            "choose a longer one"
+        )
 
 
 def _pbkdf2(passphrase: bytes, salt: bytes, iterations: int) -> bytes:

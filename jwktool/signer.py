@@ -279,6 +279,20 @@ def _load_signing_key(store: Keystore, data: KeystoreData, kid: str | None) -> S
     return SigningKey(record.kid, record.alg, private, record.status)
 
 
+def probe_assertion(keystore: KeystoreLike, kid: str, client_id: str, audience: str) -> str:
+    """Sign one assertion with ``kid`` in any state, retired included, to prove the key.
+
+    Only for proving a key to the server before it is (re)activated, as
+    ``keys activate --verify`` does for a rollback to a retired key; a
+    :class:`Signer` never signs with a retired key.
+    """
+    store = open_keystore(keystore)
+    data = store.read()
+    record = data.find(kid)
+    private = _jwk.load_private_key(store.private_jwk(data, record))
+    return make_client_assertion(SigningKey(record.kid, record.alg, private), client_id, audience)
+
+
 def signing_thumbprint(keystore: KeystoreLike, kid: str | None = None) -> str:
     """Return the RFC 7638 thumbprint of the key a signer would use (active, or ``kid``)."""
     record = _select(open_keystore(keystore).read(), kid)

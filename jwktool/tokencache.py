@@ -8,6 +8,11 @@ Entries are keyed by a SHA-256 over the server (token endpoint or issuer),
 the client id, the scope, the resource and the signing key's RFC 7638
 thumbprint: a key rotation or another scope misses the cache. Expired
 entries are dropped on every write. A damaged cache is treated as empty.
+
+A cache file owned by another user (one could have been planted) is never
+read from nor written to: it is ignored, with a warning on the ``jwktool``
+logger, and every lookup misses. A symbolic link to the cache is resolved
+once, so the real file is the one locked and replaced.
 """
 
 from __future__ import annotations
@@ -20,10 +25,28 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
-from ._fileio import atomic_write, ensure_private_directory, exclusive_lock, read_private_file
+from ._fileio import (
+    MAX_KEYSTORE_BYTES,
+    NotOwnerError,
+    atomic_write,
+    check_owner,
+    ensure_private_directory,
+    exclusive_lock,
+    read_private_file,
+    resolve_keystore_path,
+)
+from ._thumbprint import thumbprint
 from .errors import KeystoreCorruptError, KeystoreNotFoundError
+from .tokens import AccessToken, from_cache_entry
 
-__all__ = ["ENV_TOKEN_CACHE", "TokenCache", "cache_key", "default_cache_path"]
+__all__ = [
+    "ENV_TOKEN_CACHE",
+    "TokenCache",
+    "cache_key",
+    "cached_token",
+    "default_cache_path",
+    "server_id",
+]
 
 ENV_TOKEN_CACHE: Final = "JWKTOOL_TOKEN_CACHE"  # noqa: S105 (a variable name)
 _MAX_CACHE_BYTES: Final = 1024 * 1024
@@ -48,17 +71,111 @@ def cache_key(
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
+def server_id(
+    env: str | None, issuer: str | None, token_endpoint: str | None, audience: str | None
+) -> str:
+    """The server part of a cache key: where tokens come from, as the caller named it."""
+    return " ".join(str(v) for v in (env, issuer, token_endpoint, audience) if v)
+
+
+def _signing_thumbprint_light(keystore: str | os.PathLike[str] | None, kid: str | None) -> str:
+    """The thumbprint of the key a signer would use, read without loading any key.
+
+    Raises ValueError (or a JwktoolError) for anything unusual; the caller then
+    takes the full path, which reports it properly.
+    """
+    path = Path(os.path.realpath(resolve_keystore_path(keystore)))
+    raw, _ = read_private_file(path, MAX_KEYSTORE_BYTES, "keystore")
+    doc = json.loads(raw)
+    if not isinstance(doc, dict) or (doc.get("format"), doc.get("version")) != (
+        "jwktool-keystore",
+        1,
+    ):
+        raise ValueError("not a keystore this code reads")
+    records = [r for r in doc.get("keys", ()) if isinstance(r, dict)]
+    if kid is None:
+        chosen = [r for r in records if r.get("status") == "active"]
+    else:
+        chosen = [r for r in records if r.get("kid") == kid] or [
+            r for r in records if len(kid) >= 6 and str(r.get("kid", "")).startswith(kid)
+        ]
+    if len(chosen) != 1 or chosen[0].get("status") not in ("active", "pending"):
+        raise ValueError("no single usable key")
+    public = chosen[0].get("public")
+    if not isinstance(public, dict):
+        raise ValueError("no public key")
+    return thumbprint(public)
+
+
+def cached_token(
+    cache: TokenCache,
+    keystore: str | os.PathLike[str] | None,
+    client_id: str,
+    *,
+    env: str | None = None,
+    issuer: str | None = None,
+    token_endpoint: str | None = None,
+    audience: str | None = None,
+    scope: str | None = None,
+    resource: str | None = None,
+    kid: str | None = None,
+) -> AccessToken | None:
+    """A still-fresh cached token for these settings, found without HTTP or key loading.
+
+    The fast path of a cached ``jwktool token``: the keystore file is read (with
+    its permission and ownership checks) only for the signing key's public
+    thumbprint. None when there is no such entry or anything is unusual; the
+    caller then takes the full path (:func:`jwktool.exchanger.fetch_token`).
+    """
+    from .errors import JwktoolError
+
+    try:
+        thumb = _signing_thumbprint_light(keystore, kid)
+    except (JwktoolError, ValueError, TypeError, RecursionError):
+        return None
+    server = server_id(env, issuer, token_endpoint, audience)
+    entry = cache.get(cache_key(server, client_id, scope, thumb, resource))
+    return from_cache_entry(entry) if entry is not None else None
+
+
 class TokenCache:
     """The token cache file. Entries hold the token response and its ``expires_at``."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None, lock_timeout: float = 10.0):
-        self.path = Path(path) if path is not None else default_cache_path()
+        # A symbolic link is resolved once: the real file is locked and replaced.
+        self.path = Path(os.path.realpath(path if path is not None else default_cache_path()))
         self.lock_timeout = lock_timeout
+        self._warned = False
 
     def __repr__(self) -> str:
         return f"TokenCache({str(self.path)!r})"
 
+    def _ignore(self, exc: NotOwnerError) -> None:
+        """Warn (once per TokenCache) that another user's cache file is ignored."""
+        if not self._warned:
+            self._warned = True
+            import logging  # only here: a cached `jwktool token` never pays for it
+
+            logging.getLogger("jwktool").warning(
+                "token cache %s is owned by %s; ignoring it: no token is read from or stored in it",
+                exc.path,
+                exc.ownership,
+            )
+
+    def _foreign(self) -> NotOwnerError | None:
+        """The ownership problem of the cache file, if it exists and is another user's."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        try:
+            check_owner(st, self.path, "token cache")
+        except NotOwnerError as exc:
+            return exc
+        return None
+
     def _load(self) -> dict[str, dict[str, Any]]:
+        """The valid entries; raises NotOwnerError for another user's file."""
         try:
             raw, _ = read_private_file(self.path, _MAX_CACHE_BYTES, "token cache")
         except (KeystoreNotFoundError, KeystoreCorruptError):
@@ -75,29 +192,56 @@ class TokenCache:
         return {k: v for k, v in tokens.items() if isinstance(k, str) and _valid_entry(v)}
 
     def get(self, key: str, *, now: float | None = None) -> dict[str, Any] | None:
-        """Return the entry for ``key`` if it is still fresh (before its ``refresh_at``)."""
-        entry = self._load().get(key)
+        """Return the entry for ``key`` if it is still fresh (before its ``refresh_at``).
+
+        Another user's cache file is ignored: a miss, and a warning.
+        """
+        try:
+            entry = self._load().get(key)
+        except NotOwnerError as exc:
+            self._ignore(exc)
+            return None
         at = time.time() if now is None else now
         if entry is None or at >= entry["refresh_at"]:
             return None
         return entry
 
     def put(self, key: str, entry: dict[str, Any], *, now: float | None = None) -> None:
-        """Store ``entry`` (needs ``access_token``, ``expires_at``, ``refresh_at``)."""
+        """Store ``entry`` (needs ``access_token``, ``expires_at``, ``refresh_at``).
+
+        Another user's cache file is left alone: nothing is stored, and a warning.
+        """
         if not _valid_entry(entry):
             raise ValueError("a cache entry needs access_token, expires_at and refresh_at")
         at = time.time() if now is None else now
+        foreign = self._foreign()
+        if foreign is not None:
+            self._ignore(foreign)
+            return
         ensure_private_directory(self.path.parent)
         with exclusive_lock(self.path, self.lock_timeout, "token cache"):
-            tokens = {k: v for k, v in self._load().items() if v["expires_at"] > at}
+            try:
+                current = self._load()
+            except NotOwnerError as exc:
+                self._ignore(exc)
+                return
+            tokens = {k: v for k, v in current.items() if v["expires_at"] > at}
             tokens[key] = entry
             content = json.dumps({"version": _VERSION, "tokens": tokens}, indent=1) + "\n"
             atomic_write(self.path, content.encode("utf-8"), "token cache")
 
     def clear(self) -> None:
-        """Remove every entry."""
+        """Remove every entry (another user's cache file is left alone, with a warning)."""
         if self.path.exists():
+            foreign = self._foreign()
+            if foreign is not None:
+                self._ignore(foreign)
+                return
             with exclusive_lock(self.path, self.lock_timeout, "token cache"):
+                foreign = self._foreign()
+                if foreign is not None:
+                    self._ignore(foreign)
+                    return
                 atomic_write(self.path, b'{"version": 1, "tokens": {}}\n', "token cache")
 
 

@@ -12,6 +12,10 @@ from jwktool.cli import cli
 from jwktool.keys import export_keys, generate_key
 from jwktool.keystore import Keystore
 
+# New passphrases need 12 characters (see tests/unit/test_security_files.py).
+ONE = "passphrase one"
+TWO = "passphrase two"
+
 
 def run(*args: str | Path, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(cli, [str(a) for a in args], env=env, prog_name="jwktool")
@@ -35,17 +39,18 @@ def test_encrypt_change_and_remove(store: Path, tmp_path: Path) -> None:
     before = private_members(store, None)
     public = export_keys(store)
 
-    result = run("keys", "passwd", "--keystore", store, env={"JWKTOOL_NEW_PASSPHRASE": "one"})
+    result = run("keys", "passwd", "--keystore", store, env={"JWKTOOL_NEW_PASSPHRASE": ONE})
     assert result.exit_code == 0, result.stderr
     doc = json.loads(store.read_text())
     assert doc["encryption"]["iterations"] == 600_000
     assert all("private" not in k and "sealed" in k for k in doc["keys"])
     assert before[0]["d"] not in store.read_text()
-    assert private_members(store, "one") == before
+    assert private_members(store, ONE) == before
     assert export_keys(store) == public  # public side unchanged, no passphrase needed
 
     new_file = tmp_path / "pass2"
-    new_file.write_text("two\n")
+    new_file.write_text(TWO + "\n")
+    new_file.chmod(0o600)
     result = run(
         "keys",
         "passwd",
@@ -55,15 +60,13 @@ def test_encrypt_change_and_remove(store: Path, tmp_path: Path) -> None:
         new_file,
         "--iterations",
         "700000",
-        env={"JWKTOOL_PASSPHRASE": "one"},
+        env={"JWKTOOL_PASSPHRASE": ONE},
     )
     assert result.exit_code == 0, result.stderr
     assert json.loads(store.read_text())["encryption"]["iterations"] == 700_000
-    assert private_members(store, "two") == before
+    assert private_members(store, TWO) == before
 
-    result = run(
-        "keys", "passwd", "--keystore", store, "--remove", env={"JWKTOOL_PASSPHRASE": "two"}
-    )
+    result = run("keys", "passwd", "--keystore", store, "--remove", env={"JWKTOOL_PASSPHRASE": TWO})
     assert result.exit_code == 0, result.stderr
     assert json.loads(store.read_text())["encryption"] is None
     assert private_members(store, None) == before
@@ -71,7 +74,7 @@ def test_encrypt_change_and_remove(store: Path, tmp_path: Path) -> None:
 
 def test_wrong_current_passphrase_changes_nothing(store: Path) -> None:
     assert (
-        run("keys", "passwd", "--keystore", store, env={"JWKTOOL_NEW_PASSPHRASE": "one"}).exit_code
+        run("keys", "passwd", "--keystore", store, env={"JWKTOOL_NEW_PASSPHRASE": ONE}).exit_code
         == 0
     )
     snapshot = store.read_bytes()
@@ -80,7 +83,7 @@ def test_wrong_current_passphrase_changes_nothing(store: Path) -> None:
         "passwd",
         "--keystore",
         store,
-        env={"JWKTOOL_PASSPHRASE": "nope", "JWKTOOL_NEW_PASSPHRASE": "two"},
+        env={"JWKTOOL_PASSPHRASE": "nope", "JWKTOOL_NEW_PASSPHRASE": TWO},
     )
     assert result.exit_code == 3
     assert result.stderr.startswith("jwktool: error: wrong passphrase")

@@ -356,7 +356,7 @@ def test_completion_completes_commands_and_options(cli: CliInvoke) -> None:
     top = complete(cli, "jwktool ")
     for command in ("keys", "token", "doctor", "completion", "sign", "inspect"):
         assert f"plain,{command}" in top
-    options = complete(cli, "jwktool keys rotate --ver")
+    options = complete(cli, "jwktool keys rotate --veri")
     assert options == ["plain,--verify"]
 
 

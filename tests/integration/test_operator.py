@@ -49,7 +49,7 @@ from .authserver import AuthServer
 
 CLIENT_ID = "right-client"
 SCOPES = ["gipod_pdo_read", "gipod_pdo_write"]
-LEVELS = {"ok", "warn", "fail", "skip"}
+LEVELS = {"ok", "info", "warn", "fail", "skip"}
 
 
 # -- isolation and helpers -----------------------------------------------------------------
@@ -89,6 +89,17 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", guarded)
     return refused
+
+
+def trusted_project_file(text: str) -> Path:
+    """Write ./jwktool.toml and trust it (``jwktool config trust``): untrusted ones are ignored."""
+    from jwktool.config import trust_file
+
+    path = Path("jwktool.toml")
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o644)
+    trust_file(path)
+    return path
 
 
 def new_store(path: Path, *, days_old: int = 0) -> tuple[Path, str]:
@@ -440,14 +451,13 @@ def test_doctor_from_a_project_profile_needs_no_options(
     cli: CliInvoke, server: AuthServer, store: Path
 ) -> None:
     register(server, store)
-    Path("jwktool.toml").write_text(
+    trusted_project_file(
         'profile = "local"\n'
         "[profiles.local]\n"
         f'keystore = "{store}"\n'
         f'client_id = "{CLIENT_ID}"\n'
         f'issuer = "{server.issuer}"\n'
-        'scope = "gipod_pdo_read"\n',
-        encoding="utf-8",
+        'scope = "gipod_pdo_read"\n'
     )
     code, checks = doctor(cli)
     assert code == EXIT_OK
@@ -460,9 +470,8 @@ def test_explicit_issuer_replaces_a_profiles_env(
 ) -> None:
     """A profile says env = "test"; --issuer URL means that issuer, not a conflict."""
     register(server, store)
-    Path("jwktool.toml").write_text(
-        f'[profiles.dv]\nkeystore = "{store}"\nclient_id = "{CLIENT_ID}"\nenv = "test"\n',
-        encoding="utf-8",
+    trusted_project_file(
+        f'[profiles.dv]\nkeystore = "{store}"\nclient_id = "{CLIENT_ID}"\nenv = "test"\n'
     )
     result = cli("--profile", "dv", "token", "--issuer", server.issuer, "--no-cache")
     assert result.exit_code == EXIT_OK, result.stderr

@@ -1,7 +1,8 @@
 """Profiles in TOML (jwktool/config.py) and how the CLI layers them under env and options.
 
 Files: ``$XDG_CONFIG_HOME/jwktool/config.toml`` (per user), ``jwktool.toml``
-found upward from the cwd (per project, overriding the user file key by key),
+found upward from the cwd (per project, once trusted: the helper below trusts
+it; overriding the user file key by key),
 or ``$JWKTOOL_CONFIG`` instead of both. The profile comes from ``--profile``,
 ``$JWKTOOL_PROFILE`` or the files' ``profile`` key. Explicit option >
 environment > profile. No network: the CLI checks use ``jwktool sign``,
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from jwktool import keys
-from jwktool.config import PROFILE_KEYS, config_files, load_profile
+from jwktool.config import PROFILE_KEYS, config_files, load_profile, trust_file
 from jwktool.errors import EXIT_INPUT, EXIT_OK, EXIT_STATUS_ACTIVE_OLD, InputError
 from jwktool.presets import ENVIRONMENTS
 
@@ -52,9 +53,15 @@ def user_file(home: Path, text: str) -> Path:
 
 
 def project_file(directory: Path, text: str) -> Path:
+    """Write ``directory/jwktool.toml`` and trust it, as its owner would after reading it.
+
+    An untrusted project file is ignored (tests/unit/test_config_trust.py).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "jwktool.toml"
     path.write_text(text, encoding="utf-8")
+    path.chmod(0o644)
+    trust_file(path)
     return path
 
 
