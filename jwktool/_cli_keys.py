@@ -20,6 +20,7 @@ from .cli import (
     _timeouts,
     allow_short_passphrase_option,
     client_id_option,
+    complete_kid,
     json_option,
     keystore_option,
     passphrase_option,
@@ -45,8 +46,7 @@ _ALGS = ["RS256", "PS256", "ES256", "ES384", "EdDSA"]
     "--size",
     type=click.Choice(["2048", "3072", "4096"]),
     default=None,
-    help="RSA modulus size in bits (4096: what Digitaal Vlaanderen is seen to accept).  "
-    "[default: 4096]",
+    help="RSA modulus size in bits.  [default: 4096]",
 )
 @click.option("--kid", default=None, help="Key id. Default: the RFC 7638 SHA-256 thumbprint.")
 @click.option(
@@ -204,15 +204,21 @@ def keys_list(keystore: str | None, as_json: bool) -> None:
 @keys.command("export")
 @keystore_option
 @passphrase_option
-@click.option("--kid", default=None, help="Export only this key (jwk/pem default: the active key).")
+@click.option(
+    "--kid",
+    default=None,
+    shell_complete=complete_kid,
+    help="Export only this key (jwk/pem default: the active key).",
+)
 @click.option(
     "--format", "fmt", type=click.Choice(["jwks", "jwk", "pem"]), default="jwks", show_default=True
 )
 @click.option(
-    "--private",
-    is_flag=True,
+    "--private/--public",
+    default=False,
     cls=CommandLineOnly,
-    help="Include private key material (needs -o).",
+    help="--private: include private key material (needs -o); --public: only the public "
+    "key (the default).",
 )
 @click.option(
     "-o",
@@ -432,7 +438,7 @@ def _print_info(name: str, info: Any, as_json: bool) -> None:
 @keys.command("activate", cls=_KidCommand)
 @keystore_option
 @passphrase_option
-@click.argument("kid")
+@click.argument("kid", shell_complete=complete_kid)
 @click.option(
     "--verify",
     is_flag=True,
@@ -475,7 +481,7 @@ def keys_activate(
 def _status_command(name: str, doc: str, func_name: str) -> None:
     @keys.command(name, help=doc, cls=_KidCommand)
     @keystore_option
-    @click.argument("kid")
+    @click.argument("kid", shell_complete=complete_kid)
     @json_option
     def command(keystore: str | None, kid: str, as_json: bool) -> None:
         from . import keys as keys_module

@@ -18,6 +18,7 @@ from .cli import (
     _keystore,
     _server,
     client_id_option,
+    complete_kid,
     json_option,
     keystore_option,
     passphrase_option,
@@ -53,7 +54,12 @@ def audience_options(func: F) -> F:
     cls=CommandLineOnly,
     help="Allow a lifetime over 600 s (not for ACM).",
 )
-@click.option("--kid", default=None, help="Sign with this key (default: the active key).")
+@click.option(
+    "--kid",
+    default=None,
+    shell_complete=complete_kid,
+    help="Sign with this key (default: the active key).",
+)
 @json_option
 def sign(
     keystore: str | None,

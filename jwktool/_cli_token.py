@@ -19,6 +19,7 @@ from .cli import (
     _server,
     _timeouts,
     client_id_option,
+    complete_kid,
     json_option,
     keystore_option,
     passphrase_option,
@@ -31,7 +32,12 @@ from .cli import (
 @passphrase_option
 @client_id_option(required=True)
 @server_options
-@click.option("--kid", default=None, help="Sign with this key (default: the active key).")
+@click.option(
+    "--kid",
+    default=None,
+    shell_complete=complete_kid,
+    help="Sign with this key (default: the active key).",
+)
 @click.option(
     "--no-cache",
     is_flag=True,

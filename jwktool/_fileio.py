@@ -137,6 +137,17 @@ def check_private(
         )
 
 
+def missing_keystore(path: Path) -> KeystoreNotFoundError:
+    """The error for a keystore that is not there, naming the command that makes this one."""
+    import shlex
+
+    default = os.path.realpath(default_keystore_path())
+    command = "jwktool keys generate"
+    if os.path.realpath(path) != default or os.environ.get(ENV_KEYSTORE):
+        command += f" --keystore {shlex.quote(str(path))}"
+    return KeystoreNotFoundError(f"no keystore at {path}; create one with: {command}")
+
+
 def read_private_file(path: Path, max_bytes: int, what: str) -> tuple[bytes, Identity]:
     """Read a file that must be private (no group/other access) and at most ``max_bytes``.
 
@@ -146,10 +157,10 @@ def read_private_file(path: Path, max_bytes: int, what: str) -> tuple[bytes, Ide
         # O_NONBLOCK: a FIFO in the keystore's place must not hang us in open().
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise KeystoreNotFoundError(
-            f"no {what} at {path}; create one with 'jwktool keys generate'"
+        raise (
+            missing_keystore(path)
             if what == "keystore"
-            else f"no {what} at {path}"
+            else KeystoreNotFoundError(f"no {what} at {path}")
         ) from None
     except IsADirectoryError:
         raise KeystoreError(f"{what} path {path} is a directory") from None

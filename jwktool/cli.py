@@ -220,7 +220,8 @@ def passphrase_option(func: F) -> F:
 def _trim_client_id(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """A client id pasted with spaces or a newline around it: trim it, and say so."""
     if isinstance(value, str) and value != value.strip():
-        warn("removed the spaces around the client id (a copy-paste from the portal?)")
+        if value.strip():
+            warn("removed the spaces around the client id (a copy-paste from the portal?)")
         return value.strip()
     return value
 
@@ -237,6 +238,39 @@ def warn(message: str) -> None:
     from ._text import safe_text
 
     click.echo(f"jwktool: warning: {safe_text(message)}", err=True)
+
+
+def complete_kid(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[click.shell_completion.CompletionItem]:
+    """Shell completion: the kids of the keystore named so far (or the default one)."""
+    from ._fileio import MAX_KEYSTORE_BYTES, read_private_file, resolve_keystore_path
+
+    try:
+        path = resolve_keystore_path(ctx.params.get("keystore"))
+        raw, _ = read_private_file(path, MAX_KEYSTORE_BYTES, "keystore")
+        records = json.loads(raw).get("keys", [])
+        found = [(str(r["kid"]), str(r.get("status", ""))) for r in records]
+    except Exception:  # completion never fails loudly
+        return []
+    return [
+        click.shell_completion.CompletionItem(kid, help=status)
+        for kid, status in found
+        if kid.startswith(incomplete)
+    ]
+
+
+def complete_profile(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[click.shell_completion.CompletionItem]:
+    """Shell completion: the profile names the configuration files define."""
+    from .config import profile_names
+
+    try:
+        names = profile_names()
+    except Exception:  # completion never fails loudly
+        return []
+    return [click.shell_completion.CompletionItem(n) for n in names if n.startswith(incomplete)]
 
 
 def client_id_option(required: bool) -> Callable[[F], F]:
@@ -357,16 +391,26 @@ def _set_verbosity(ctx: click.Context, param: click.Parameter, value: int) -> in
     class EchoHandler(logging.Handler):
         # Looks up stderr when it writes, so a test runner's swapped stream is honoured.
         def emit(self, record: logging.LogRecord) -> None:
-            click.echo(f"jwktool: {record.getMessage()}", err=True)
+            from ._text import safe_text
+
+            level = "warning: " if record.levelno >= logging.WARNING else ""
+            click.echo(f"jwktool: {level}{safe_text(record.getMessage())}", err=True)
 
     logger = logging.getLogger("jwktool")
     for old in [h for h in logger.handlers if type(h).__name__ == "EchoHandler"]:
         logger.removeHandler(old)
+    # Warnings always (one line, our prefix); -v adds the trace, -vv the bodies.
+    handler = EchoHandler()
+    handler.setLevel(logging.DEBUG if value > 1 else logging.INFO if value else logging.WARNING)
+    logger.addHandler(handler)
+    mine = getattr(logger, "_jwktool_cli_level", None)
     if value:
-        logger.addHandler(EchoHandler())
-        logger.setLevel(logging.DEBUG if value > 1 else logging.INFO)
-    else:
-        logger.setLevel(logging.NOTSET)
+        level = logging.DEBUG if value > 1 else logging.INFO
+        logger.setLevel(level)
+        logger._jwktool_cli_level = level  # type: ignore[attr-defined]
+    elif mine is not None and logger.level == mine:
+        logger.setLevel(logging.NOTSET)  # undo an earlier -v in this process, nothing else
+        del logger._jwktool_cli_level  # type: ignore[attr-defined]
     return value
 
 
@@ -598,6 +642,7 @@ def _profile_defaults(values: dict[str, Any]) -> _ProfileDefaults:
 @click.option(
     "--profile",
     envvar="JWKTOOL_PROFILE",
+    shell_complete=complete_profile,
     default=None,
     help="Take defaults from this profile of ~/.config/jwktool/config.toml "
     "or a trusted jwktool.toml (see 'jwktool config').",

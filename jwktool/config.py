@@ -425,6 +425,16 @@ def config_files(cwd: Path | None = None) -> list[Path]:
     return [path for path, _ in _load_files((cwd or Path.cwd()).resolve())[0]]
 
 
+def profile_names(cwd: Path | None = None) -> list[str]:
+    """The names of the profiles the files that are read define (for shell completion)."""
+    names: list[str] = []
+    for _, doc in _load_files((cwd or Path.cwd()).resolve())[0]:
+        profiles = doc.get("profiles")
+        if isinstance(profiles, dict):
+            names.extend(n for n in profiles if isinstance(n, str) and n not in names)
+    return names
+
+
 def _check_profile(path: Path, name: str, table: Any) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise InputError(f"config {path}: [profiles.{name}] must be a table")

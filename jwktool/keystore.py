@@ -39,6 +39,7 @@ from ._fileio import (
     default_keystore_path,
     ensure_private_directory,
     exclusive_lock,
+    missing_keystore,
     read_private_file,
     resolve_keystore_path,
 )
@@ -154,9 +155,7 @@ class KeystoreData:
             if len(kid) < MIN_KID_PREFIX
             else ""
         )
-        raise KeyNotFoundError(
-            f"no key with kid {kid!r} in the keystore (known: {known}){short}"
-        )
+        raise KeyNotFoundError(f"no key with kid {kid!r} in the keystore (known: {known}){short}")
 
     def active(self) -> KeyRecord | None:
         """Return the active key, if there is one."""
@@ -238,9 +237,7 @@ class Keystore:
         start empty; ``encrypt`` makes such a new keystore passphrase-protected.
         """
         if not create and not self.path.exists():
-            raise KeystoreNotFoundError(
-                f"no keystore at {self.path}; create one with 'jwktool keys generate'"
-            )
+            raise missing_keystore(self.path)
         ensure_private_directory(self.path.parent)
         with exclusive_lock(self.path, self.lock_timeout, "keystore"):
             if self.path.exists():

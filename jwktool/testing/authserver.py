@@ -58,6 +58,7 @@ import ipaddress
 import json
 import logging
 import secrets
+import socket
 import ssl
 import threading
 import time
@@ -470,6 +471,31 @@ class _Fault:
 # --------------------------------------------------------------------------
 
 
+def _make_httpd(app: Flask, port: int, ssl_context: ssl.SSLContext | None) -> BaseWSGIServer:
+    """A threaded werkzeug server for ``app`` on 127.0.0.1:``port`` (0: any free port).
+
+    The socket is bound here, so that a port in use raises :class:`OSError`
+    (werkzeug itself would print a message and exit the process).
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(128)
+        # werkzeug serves a duplicate of this descriptor.
+        return make_server(
+            "127.0.0.1",
+            port,
+            app,
+            threaded=True,
+            request_handler=_QuietRequestHandler,
+            ssl_context=ssl_context,
+            fd=sock.fileno(),
+        )
+    finally:
+        sock.close()
+
+
 class AuthServer:
     """A running local authorization server (see the module docstring).
 
@@ -517,15 +543,8 @@ class AuthServer:
         if tls is not None:
             ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ssl_context.load_cert_chain(str(tls[0]), str(tls[1]))
-        self._httpd: BaseWSGIServer = make_server(
-            "127.0.0.1",
-            port,
-            self.app,
-            threaded=True,
-            request_handler=_QuietRequestHandler,
-            ssl_context=ssl_context,
-        )
-        self.port: int = self._httpd.server_port
+        self._httpd: BaseWSGIServer = _make_httpd(self.app, port, ssl_context)
+        self.port: int = self._httpd.port
         scheme = "https" if tls is not None else "http"
         #: ``http(s)://127.0.0.1:PORT``
         self.base_url = f"{scheme}://127.0.0.1:{self.port}"
@@ -939,10 +958,8 @@ def _rebind(server: AuthServer, port: int) -> None:
     Kept for older callers; ``AuthServer(port=...)`` binds the port directly.
     """
     server._httpd.server_close()
-    server._httpd = make_server(
-        "127.0.0.1", port, server.app, threaded=True, request_handler=_QuietRequestHandler
-    )
-    server.port = server._httpd.server_port
+    server._httpd = _make_httpd(server.app, port, None)
+    server.port = server._httpd.port
     server.base_url = f"http://127.0.0.1:{server.port}"
     server.issuer = server.base_url + ISSUER_PATH
     server.token_endpoint = server.issuer + "/v1/token"
@@ -1045,8 +1062,10 @@ def main(argv: list[str] | None = None) -> int:
         seen = stamp()
         server.request_log = say
         server.start()
-        # SIGTERM (systemd, kill) stops as cleanly as Ctrl-C does.
+        # SIGTERM (systemd, kill) stops as cleanly as Ctrl-C does; so does SIGINT
+        # even where a shell started the server with SIGINT ignored (`... &`).
         signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGINT, _interrupt)
         say("jwktool test authorization server (for trying out only; plain HTTP)")
         say(f"issuer:         {server.issuer}")
         say(f"token endpoint: {server.token_endpoint}")

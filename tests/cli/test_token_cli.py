@@ -215,7 +215,8 @@ def test_unreachable_port(cli: CliInvoke, store: Path) -> None:
         "2",
     )
     assert result.exit_code == EXIT_SERVER_UNREACHABLE
-    assert_one_line_error(result.stderr, contains=f"127.0.0.1 refused the connection on port {port}")
+    refused = f"127.0.0.1 refused the connection on port {port}"
+    assert_one_line_error(result.stderr, contains=refused)
     assert result.stdout == ""
 
 

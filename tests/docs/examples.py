@@ -14,6 +14,10 @@ The marker convention (also described at the top of test_examples.py):
     page's last block has run; it is ready once it prints its first line.
   - ``<!-- test: file NAME -->``: saved as NAME (executable) in the page's working
     directory, for later blocks to run; not run by itself.
+  - ``<!-- test: install -->``: an installation command. The test suite already
+    runs inside the virtualenv it makes, so its install steps (``python3 -m venv
+    DIR``, ``. DIR/bin/activate``, ``[DIR/bin/]pip install ...``) are left out and
+    the rest of the block runs; it must exit 0. See :func:`without_install_steps`.
   - ``<!-- test: skip REASON -->``: not executed, because REASON (for instance
     "needs the real Digitaal Vlaanderen hosts").
 
@@ -37,10 +41,14 @@ DOCS = ROOT / "docs"
 CODE_LANGUAGES = frozenset({"sh", "python"})
 #: Languages whose blocks are data: shown, never run.
 DATA_LANGUAGES = frozenset({"text", "json", "ini", "toml"})
-KINDS = frozenset({"run", "background", "file", "skip"})
+KINDS = frozenset({"run", "background", "file", "skip", "install"})
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>```+|~~~+)\s*(?P<info>[^`]*)$")
 _MARKER = re.compile(r"^<!--\s*test:\s*(?P<kind>[a-z-]+)(?P<rest>.*?)\s*-->\s*$")
+#: One install step of an ``install`` block (a command of a line or of an ``&&`` chain).
+_INSTALL_STEP = re.compile(
+    r"^(python3? -m venv \S+|\. \S+/bin/activate|(\S+/bin/)?pip3? install( .*)?)$"
+)
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,23 @@ class Block:
         """The exit status a run block must end with."""
         match = re.fullmatch(r"exit=(\d+)", self.argument)
         return int(match.group(1)) if match else 0
+
+
+def without_install_steps(code: str) -> str:
+    """``code`` without its install steps: what an ``install`` block leaves to run.
+
+    Each line is split at ``&&``; the parts that make a virtualenv, activate
+    it or ``pip install`` are dropped, the others are joined again with ``&&``.
+    ``python3 -m venv .venv && . .venv/bin/activate && pip install -e . &&
+    jwktool keys generate`` leaves ``jwktool keys generate``.
+    """
+    kept_lines = []
+    for line in code.splitlines():
+        parts = [part.strip() for part in line.split("&&")]
+        kept = [part for part in parts if part and not _INSTALL_STEP.match(part)]
+        if kept:
+            kept_lines.append(" && ".join(kept))
+    return "\n".join(kept_lines) + "\n"
 
 
 class MarkerError(Exception):
@@ -132,6 +157,10 @@ def parse(path: Path) -> list[Block]:
                     problems.append(f"{where}: 'run' takes only exit=N, not {argument!r}")
                 if kind == "background" and language != "sh":
                     problems.append(f"{where}: only sh blocks can run in the background")
+                if kind == "install" and (language != "sh" or argument):
+                    problems.append(f"{where}: 'install' is for sh blocks and takes nothing")
+                if kind == "install" and "pip install" not in "\n".join(body):
+                    problems.append(f"{where}: an 'install' block without 'pip install'")
         elif language in DATA_LANGUAGES:
             if pending_marker is not None:
                 problems.append(f"{where}: a {language} block is never run; remove its marker")

@@ -11,6 +11,9 @@ its fence (invisible on the site, plain to see in the Markdown)::
     <!-- test: background -->     started and left running (a server) until the
                                   page is done; ready when it prints a line
     <!-- test: file NAME -->      saved as NAME (executable) for later blocks
+    <!-- test: install -->        an installation command: the suite already runs
+                                  in the virtualenv it makes, so the block runs
+                                  without its venv/activate/pip install steps
     <!-- test: skip REASON -->    not executed; REASON says why, e.g.
                                   "needs the real Digitaal Vlaanderen hosts"
 
@@ -24,11 +27,12 @@ HOW A PAGE RUNS
 A page's blocks run in order, as a reader following the page in one terminal
 would run them:
 
-* in a fresh temporary working directory, with a fresh temporary ``HOME`` (so
-  the default keystore, the token cache and the configuration files are
-  the page's own), no ``JWKTOOL_*`` or ``XDG_*`` variables, the virtualenv's
-  ``bin`` first on ``PATH``, and the repository root on ``PYTHONPATH`` (so
-  ``python -m tests.integration.authserver`` works as it does in a checkout);
+* in a fresh temporary working directory outside the checkout, with a fresh
+  temporary ``HOME`` (so the default keystore, the token cache and the
+  configuration files are the page's own), no ``JWKTOOL_*``, ``XDG_*`` or
+  ``PYTHONPATH`` variables, and the virtualenv's ``bin`` first on ``PATH``: as
+  after ``. .venv/bin/activate``, with ``jwktool`` and ``jwktool-test-server``
+  (the local test server, ``jwktool.testing.authserver``) installed;
 * ``sh`` blocks run in bash with ``set -e -o pipefail``; variables they export
   and the directory they ``cd`` to carry over to the page's later blocks
   (``python`` blocks see the exported variables too);
@@ -40,12 +44,13 @@ Nothing reaches the real Digitaal Vlaanderen hosts:
 
 * ``jwktool`` on ``PATH`` and every ``python`` block first point the ``test``
   and ``production`` presets at a local test authorization server
-  (tests/integration/authserver.py, Authlib-based, ACM-shaped), so
+  (jwktool/testing/authserver.py, Authlib-based, ACM-shaped), so
   ``--env test`` / ``env="test"`` examples run for real against it;
 * the local server plays the Beheerportaal: before every block, the client
   ``EXAMPLE_CLIENT_ID`` (the Client-ID the docs use) is registered with the
-  public keys of the page's keystore (``$JWKTOOL_KEYSTORE`` or the default),
-  with the scopes in ``EXAMPLE_SCOPES``;
+  public keys of the page's keystores (``$JWKTOOL_KEYSTORE`` or the default,
+  and any keystore in the page's working directory, such as the library
+  guide's scratch keystore), with the scopes in ``EXAMPLE_SCOPES``;
 * ``HTTPS_PROXY`` and ``HTTP_PROXY`` point at a closed local port, so anything
   that still tries to leave the machine fails at once.
 
@@ -68,9 +73,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.authserver import AuthServer, start_auth_server
+from jwktool.testing.authserver import AuthServer, start_auth_server
 
-from .examples import ROOT, Block, MarkerError, pages, parse
+from .examples import ROOT, Block, MarkerError, pages, parse, without_install_steps
 
 #: The Client-ID the docs use for Digitaal Vlaanderen examples.
 EXAMPLE_CLIENT_ID = "3f1e9c2a-7b4d-4e8f-9a1c-5d6e7f8a9b0c"
@@ -138,7 +143,7 @@ def _runnable_pages() -> list[Path]:
             blocks = parse(page)
         except MarkerError:
             continue  # reported by test_every_block_is_marked
-        if any(b.kind in ("run", "background") for b in blocks):
+        if any(b.kind in ("run", "background", "install") for b in blocks):
             found.append(page)
     return found
 
@@ -162,7 +167,7 @@ def test_examples_use_the_example_client_id() -> None:
         f"{b.where}: {found}"
         for blocks in _all_blocks().values()
         for b in blocks
-        if b.kind in ("run", "background", "file")
+        if b.kind in ("run", "background", "file", "install")
         for found in uuid.findall(b.code)
         if found != EXAMPLE_CLIENT_ID
     ]
@@ -199,11 +204,11 @@ class _Page:
             for k, v in os.environ.items()
             if not k.startswith(("JWKTOOL_", "XDG_", "PYTEST_", "REQUESTS_CA_BUNDLE"))
             and k.lower() not in ("https_proxy", "http_proxy", "all_proxy", "no_proxy")
+            and k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
         }
         env.update(
             HOME=str(self.home),
             PATH=os.pathsep.join([str(shim), venv_bin, env.get("PATH", os.defpath)]),
-            PYTHONPATH=str(ROOT),
             HTTPS_PROXY=DEAD_PROXY,
             HTTP_PROXY=DEAD_PROXY,
             https_proxy=DEAD_PROXY,
@@ -238,21 +243,34 @@ class _Page:
     # -- the stand-in Beheerportaal --------------------------------------------------
 
     def register(self, env: dict[str, str]) -> None:
-        """Register the example client with the page keystore's public keys, if it has any."""
+        """Register the example client with the public keys of the page's keystores.
+
+        The keystores: ``$JWKTOOL_KEYSTORE`` or the default one, and every
+        keystore file in the page's working directory (a scratch keystore).
+        """
         from jwktool.keys import export_keys
 
-        path = Path(
+        default = Path(
             env.get("JWKTOOL_KEYSTORE")
             or self.home / ".local" / "share" / "jwktool" / "keystore.json"
         )
-        if not path.exists():
-            return
-        try:
-            jwks = json.loads(export_keys(path))
-        except Exception:  # the page may be showing a broken keystore on purpose
-            return
-        if jwks.get("keys"):
-            self.server.register_client(EXAMPLE_CLIENT_ID, jwks, EXAMPLE_SCOPES)
+        if not default.is_absolute():
+            default = self.cwd() / default
+        candidates = [default, *sorted(self.cwd().glob("*.json"))]
+        keys: dict[str, dict[str, object]] = {}
+        for path in dict.fromkeys(candidates):
+            if not path.is_file():
+                continue
+            try:
+                jwks = json.loads(export_keys(path))
+            except Exception:  # not a keystore, or one the page breaks on purpose
+                continue
+            for key in jwks.get("keys", []):
+                keys[str(key.get("kid"))] = key
+        if keys:
+            self.server.register_client(
+                EXAMPLE_CLIENT_ID, {"keys": list(keys.values())}, EXAMPLE_SCOPES
+            )
 
     # -- running blocks --------------------------------------------------------------
 
@@ -265,13 +283,14 @@ class _Page:
             target.chmod(0o755)
         elif block.kind == "background":
             self._start(block, env)
-        elif block.kind == "run":
+        elif block.kind in ("run", "install"):
             self._run(block, env)
 
     def _script(self, block: Block) -> Path:
         suffix = ".sh" if block.language == "sh" else ".py"
         script = self.state / f"block-{block.line}{suffix}"
-        script.write_text(block.code, encoding="utf-8")
+        code = without_install_steps(block.code) if block.kind == "install" else block.code
+        script.write_text(code, encoding="utf-8")
         return script
 
     def _command(self, block: Block) -> list[str]:

@@ -186,3 +186,52 @@ def test_inspect_from_a_pipe_says_nothing_extra(cli: CliInvoke) -> None:
     result = cli("inspect", input="not-a-jwt\n")
     assert result.exit_code == 6
     assert "standard input" not in result.stderr
+
+
+# -- commands that do what their words say ---------------------------------------------------
+
+
+def test_export_public_is_accepted_and_means_public(cli: CliInvoke, keystore_path: Path) -> None:
+    keys.generate_key(keystore_path, alg="ES256")
+    explicit = cli("keys", "export", "--public", "--keystore", str(keystore_path))
+    default = cli("keys", "export", "--keystore", str(keystore_path))
+    assert explicit.exit_code == 0, explicit.stderr
+    assert explicit.stdout == default.stdout
+    assert '"d"' not in explicit.stdout
+
+
+def test_the_missing_keystore_hint_names_that_keystore(cli: CliInvoke, tmp_path: Path) -> None:
+    wanted = tmp_path / "my keys" / "ks.json"
+    result = cli("keys", "list", "--keystore", str(wanted))
+    message = assert_one_line_error(result.stderr)
+    assert f"create one with: jwktool keys generate --keystore '{wanted}'" in message
+
+
+def test_the_missing_default_keystore_hint_is_the_plain_command(cli: CliInvoke) -> None:
+    result = cli("keys", "list")
+    message = assert_one_line_error(result.stderr)
+    assert message.endswith("create one with: jwktool keys generate")
+
+
+def test_a_cached_token_loads_neither_requests_nor_key_machinery(
+    keystore_path: Path, auth_server: AuthServer, tmp_path: Path
+) -> None:
+    keys.generate_key(keystore_path, alg="ES256")
+    auth_server.register_client(
+        CLIENT_ID, json.loads(keys.export_keys(keystore_path)), ["gipod_pdo_read"]
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JWKTOOL_")}
+    env.update(HOME=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    command = [sys.executable, "-X", "importtime", "-m", "jwktool", "token"]
+    command += ["--keystore", str(keystore_path), "--client-id", CLIENT_ID]
+    command += ["--issuer", auth_server.issuer]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    second = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert first.returncode == 0 and second.returncode == 0, second.stderr[-500:]
+    assert first.stdout == second.stdout  # the same token, from the cache
+    assert auth_server.token_requests == 1
+    imported = {line.split("|")[-1].strip() for line in second.stderr.splitlines()}
+    assert "requests" in {line.split("|")[-1].strip() for line in first.stderr.splitlines()}
+    assert "requests" not in imported
+    assert "cryptography" not in imported
+    assert "jwktool.signer" not in imported and "jwktool.exchanger" not in imported

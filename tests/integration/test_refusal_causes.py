@@ -64,6 +64,7 @@ def test_a_wrong_aud_is_named_alone(auth_server: AuthServer, stores: tuple[Path,
 def test_a_vague_description_keeps_the_list(
     auth_server: AuthServer, stores: tuple[Path, Path]
 ) -> None:
-    auth_server.fail_next(400, {"error": "invalid_client", "error_description": "Nope."})
+    body = json.dumps({"error": "invalid_client", "error_description": "Nope."}).encode()
+    auth_server.fail_next(1, 400, body=body)
     message = _refusal(auth_server, stores[0], CLIENT_ID, auth_server.issuer)
     assert "likely causes:" in message

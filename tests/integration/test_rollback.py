@@ -78,6 +78,6 @@ def test_a_kid_prefix_works_for_activate(
     cli: CliInvoke, auth_server: AuthServer, tmp_path: Path
 ) -> None:
     store = tmp_path / "keystore.json"
-    old, new = _broken_promotion(store, auth_server)
+    old, _new = _broken_promotion(store, auth_server)
     assert _activate(cli, auth_server, store, old[:8]) == EXIT_OK
     assert _states(store)[old] == "active"

@@ -274,7 +274,12 @@ def test_cli_inspect_refuses_duplicate_members_in_one_line(cli: CliInvoke, tmp_p
     for extra in ((), ("--json",)):
         result = cli("inspect", "-", "--jwks", jwks, *extra, input=token)
         assert result.exit_code == 6, result.output
-        assert result.stdout == ""
+        if extra:  # --json: the error as a JSON object on stdout too
+            error = json.loads(result.stdout)["error"]
+            assert (error["code"], error["exit_code"]) == ("assertion", 6)
+            assert "duplicate member 'alg'" in error["message"]
+        else:
+            assert result.stdout == ""
         assert_one_line_error(
             result.stderr,
             contains="the JOSE header has a duplicate member 'alg'; refused (RFC 7515 §4)",

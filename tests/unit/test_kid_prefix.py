@@ -61,3 +61,32 @@ def test_the_cli_takes_a_prefix_for_export(cli: CliInvoke, store: Path) -> None:
     doc = json.loads(result.stdout)
     kids = [k["kid"] for k in doc["keys"]] if "keys" in doc else [doc["kid"]]
     assert kids == ["zzzzzz333333"]
+
+
+def _complete(cli: CliInvoke, words: str) -> list[str]:
+    env = {
+        "_JWKTOOL_COMPLETE": "bash_complete",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1)),
+    }
+    result = cli(env=env)
+    assert result.exit_code == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_completion_completes_key_ids(cli: CliInvoke, store: Path) -> None:
+    got = _complete(cli, f"jwktool keys activate --keystore {store} abc")
+    assert got == ["plain,abcdef111111", "plain,abcdef222222"]
+    assert _complete(cli, f"jwktool token --keystore {store} --kid zz") == ["plain,zzzzzz333333"]
+    # a keystore that is not there completes nothing, quietly
+    assert _complete(cli, "jwktool keys retire --keystore /nonexistent.json a") in ([], [""])
+
+
+def test_completion_completes_profile_names(cli: CliInvoke) -> None:
+    import os
+
+    config = Path(os.environ["XDG_CONFIG_HOME"]) / "jwktool" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("[profiles.gipod-test]\n[profiles.gipod-prod]\n[profiles.local]\n")
+    config.chmod(0o600)
+    assert _complete(cli, "jwktool --profile gipod") == ["plain,gipod-test", "plain,gipod-prod"]
