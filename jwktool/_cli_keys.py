@@ -517,7 +517,9 @@ _status_command(
     "--prometheus",
     "prometheus_file",
     default=None,
-    help="Also write the figures to this file for node_exporter's textfile collector.",
+    cls=CommandLineOnly,
+    help="Also write the figures to this file for node_exporter's textfile collector "
+    "(a new file, or one jwktool wrote before).",
 )
 @json_option
 @click.pass_context
@@ -539,13 +541,9 @@ def keys_status(
 
     report = key_status(_keystore(keystore), max_age=max_age, max_pending_age=max_pending_age)
     if prometheus_file:
-        from pathlib import Path
+        from .keys import write_metrics
 
-        from ._fileio import atomic_write
-
-        atomic_write(
-            Path(prometheus_file), report.prometheus().encode(), "metrics file", mode=0o644
-        )
+        write_metrics(prometheus_file, report)
     if as_json:
         _echo_json(report.as_dict())
     else:

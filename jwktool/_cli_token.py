@@ -82,6 +82,12 @@ def token(
             cache, keystore, client_id, **where, scope=scope, resource=resource, kid=kid
         )
     if hit is not None:
+        if ctx.meta.get("jwktool.verbose"):
+            click.echo(
+                f"jwktool: served from the token cache (expires in {hit.expires_in} s); "
+                "--no-cache asks the server",
+                err=True,
+            )
         _print_token(hit, as_json)
         return
     from .exchanger import fetch_token

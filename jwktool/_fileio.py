@@ -137,6 +137,47 @@ def check_private(
         )
 
 
+def real_private_path(path: str | os.PathLike[str], what: str) -> Path:
+    """Resolve a private file's symbolic links once, refusing what another user controls.
+
+    A keystore or token cache reached through a link is locked and replaced
+    at its real place, so the link must be yours (or root's): a link another
+    user planted would make jwktool overwrite whatever it points to. The
+    directories holding the link and the real file must be yours (or root's)
+    and not writable by group or others (unless sticky, as /tmp is), or
+    anyone could swap the file between jwktool's checks and its use.
+
+    :raises NotOwnerError: a link or a directory another user owns.
+    :raises KeystorePermissionError: a directory others may write.
+    """
+    given = Path(os.path.abspath(os.fspath(path)))
+    try:
+        link = os.lstat(given)
+    except OSError:
+        link = None
+    if link is not None and stat.S_ISLNK(link.st_mode):
+        check_owner(link, given, f"{what} link", root_ok=True)
+    real = Path(os.path.realpath(given))
+    for directory in dict.fromkeys((given.parent, real.parent)):
+        _check_directory(directory, what)
+    return real
+
+
+def _check_directory(directory: Path, what: str) -> None:
+    try:
+        st = os.stat(directory)
+    except OSError:
+        return  # made 0700 by ensure_private_directory when the file is written
+    check_owner(st, directory, f"the directory of the {what},", root_ok=True)
+    writable_by_others = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if writable_by_others and not st.st_mode & stat.S_ISVTX:
+        raise KeystorePermissionError(
+            f"the directory {directory} of the {what} is writable by group or others "
+            f"(mode {stat.S_IMODE(st.st_mode):04o}), so anyone could replace the file: "
+            f"run 'chmod go-w {directory}'"
+        )
+
+
 def missing_keystore(path: Path) -> KeystoreNotFoundError:
     """The error for a keystore that is not there, naming the command that makes this one."""
     import shlex

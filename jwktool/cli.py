@@ -386,6 +386,7 @@ def _set_verbosity(ctx: click.Context, param: click.Parameter, value: int) -> in
     """``-v``: trace each HTTP exchange on stderr (redacted); ``-vv``: and the bodies."""
     if ctx.resilient_parsing:
         return value
+    ctx.meta["jwktool.verbose"] = value
     import logging
 
     class EchoHandler(logging.Handler):
@@ -438,10 +439,20 @@ def _read_secret_file(path: str, what: str, *, private: bool = False) -> bytes:
     must be owned by us (or root: systemd's LoadCredential) and no one else
     may read or write it; otherwise KeystorePermissionError (exit 3).
     """
+    import stat
+
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        # O_NONBLOCK: a FIFO planted at the path must not hang a cron job in open().
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         _fail(f"cannot read {what} {path}: {exc.strerror or exc}")
+    mode = os.fstat(fd).st_mode
+    piped = stat.S_ISFIFO(mode) and str(path).startswith(("/dev/fd/", "/proc/self/fd/"))
+    if piped:
+        os.set_blocking(fd, True)  # '--passphrase-file <(pass show x)': wait for the writer
+    elif not stat.S_ISREG(mode):
+        os.close(fd)
+        _fail(f"{what} {path} is not a regular file")
     try:
         with os.fdopen(fd, "rb") as handle:
             if private:

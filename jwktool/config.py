@@ -48,6 +48,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final
 
+from ._text import safe_text
 from .errors import InputError, JwktoolError
 
 __all__ = [
@@ -100,6 +101,7 @@ _PATH_KEYS: Final = ("keystore", "passphrase_file", "ca_bundle")
 #: (the CLI declares them with ``cls=CommandLineOnly``; a test keeps both in step).
 COMMAND_LINE_ONLY: Final[dict[str, str]] = {
     "private": "--private",
+    "prometheus_file": "--prometheus",
     "output": "--output",
     "allow_long_lifetime": "--allow-long-lifetime",
     "allow_short_passphrase": "--allow-short-passphrase",
@@ -453,6 +455,11 @@ def _check_profile(path: Path, name: str, table: Any) -> dict[str, Any]:
         kind = PROFILE_KEYS[key]
         if not isinstance(value, kind) or isinstance(value, bool):
             raise InputError(f"config {path}: {key!r} in profile {name!r} has the wrong type")
+        if isinstance(value, str) and safe_text(value) != value:
+            # It would reach the terminal raw in --help's defaults and in messages.
+            raise InputError(
+                f"config {path}: {key!r} in profile {name!r} holds control or bidi characters"
+            )
         if key in _PATH_KEYS:
             # A relative path in a project file is relative to that file.
             value = str((path.parent / Path(str(value)).expanduser()).resolve())

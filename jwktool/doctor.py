@@ -26,9 +26,13 @@ from .exchanger import (
     DEFAULT_TIMEOUT,
     Budget,
     Endpoint,
+    _clean,
     _exchange,
+    _json_object,
     _new_session,
     _verify,
+    check_signing_alg,
+    narrowed_scope,
     request_token,
     resolve_endpoint,
 )
@@ -139,22 +143,50 @@ def _probe_server(
     timeout: Any,
     budget: Budget,
 ) -> float | None:
-    """GET the discovery document (or the token endpoint); return the clock offset."""
-    url = (
-        f"{endpoint.issuer}/.well-known/openid-configuration"
-        if endpoint.issuer
-        else endpoint.token_endpoint
-    )
+    """Ask the server something harmless; check the answer; return the clock offset.
+
+    With an issuer: GET its discovery document (200 expected). With only a
+    token endpoint: POST an empty form, which a token endpoint answers with
+    an OAuth error (RFC 6749 §5.2) and anything else with, say, a 404 page.
+    """
+    data: dict[str, str] | None = None
+    if endpoint.issuer:
+        url, method = f"{endpoint.issuer}/.well-known/openid-configuration", "GET"
+    else:
+        url, method, data = endpoint.token_endpoint, "POST", {}
     try:
-        response, _ = _exchange(
-            session, "GET", url, timeout=timeout, budget=budget, verify=_verify(ca_bundle)
+        response, body = _exchange(
+            session,
+            method,
+            url,
+            timeout=timeout,
+            budget=budget,
+            verify=_verify(ca_bundle),
+            data=data,
         )
     except JwktoolError as exc:
         name = "tls" if "TLS" in exc.message else "server"
         out.add(name, "fail", exc.message)
         out.skip("clock", why="needs an answer from the server")
         return None
-    out.add("server", "ok", f"{url} answered HTTP {response.status_code}")
+    answer = _json_object(body)
+    if method == "GET" and response.status_code == 200 and answer is not None:
+        out.add("server", "ok", f"{url} answered HTTP 200 with its discovery document")
+    elif method == "POST" and answer is not None and isinstance(answer.get("error"), str):
+        out.add(
+            "server",
+            "ok",
+            f"{url} answers like a token endpoint (HTTP {response.status_code} "
+            f"{_clean(answer['error'], 60)} to an empty request)",
+        )
+    else:
+        what = "its discovery document" if method == "GET" else "an OAuth error"
+        out.add(
+            "server",
+            "warn",
+            f"{url} answered HTTP {response.status_code} without {what}: "
+            + ("is this the issuer?" if method == "GET" else "is this the token endpoint?"),
+        )
     if url.startswith("https://"):
         out.add("tls", "ok", "the server's certificate verified")
     date = response.headers.get("Date")
@@ -175,7 +207,7 @@ def _probe_server(
     out.add(
         "clock",
         level,
-        f"this machine's clock is {round(offset):+d} s from the server's"
+        f"this machine's clock is {round(-offset):+d} s from the server's"
         + ("" if level == "ok" else ": fix NTP; assertions with a skewed iat/exp are refused"),
     )
     return offset
@@ -193,7 +225,7 @@ def _diagnose_invalid_client(
 ) -> str:
     description = (exc.error_description or "").lower()
     if offset is not None and abs(offset) > _CLOCK_FAIL:
-        return f"cause: this machine's clock is {round(offset):+d} s off; fix NTP first"
+        return f"cause: this machine's clock is {round(-offset):+d} s off; fix NTP first"
     if other_works is not None:
         return (
             f"cause: the active key {active_kid} is not registered, but key {other_works} "
@@ -290,6 +322,7 @@ def run_doctor(
             return DoctorReport(tuple(out.items))
         for warning in endpoint.warnings:
             out.add("endpoint", "warn", warning)
+        _check_metadata(out, endpoint, active.alg, active.kid)
         offset = _probe_server(out, endpoint, session, ca_bundle, timeout, budget)
         signer = Signer(store, client_id, endpoint.audience, check_interval=0)
         assertion = signer.sign()
@@ -404,12 +437,7 @@ def _check_token(
             )
             out.add("token", "fail", f"invalid_client (HTTP {exc.status}): {cause}")
         elif exc.error == "invalid_scope":
-            out.add(
-                "token",
-                "fail",
-                f"invalid_scope: the client is not granted {scope!r}; "
-                "check its roles in the portal",
-            )
+            out.add("token", "fail", exc.message.split(": ", 1)[-1])
         else:
             out.add("token", "fail", exc.message)
         return
@@ -417,12 +445,38 @@ def _check_token(
         out.add("token", "fail", exc.message)
         return
     lifetime = f"expires in {token.expires_in} s" if token.expires_in else "no expires_in"
+    missing = narrowed_scope(scope, token.scope)
+    if token.scope:
+        granted = f"scope {token.scope}"
+    elif scope:
+        granted = f"scope not stated, so as asked: {scope}"
+    else:
+        granted = "the client's default scope"
     out.add(
         "token",
-        "ok",
-        f"the server issued a {token.token_type} token ({lifetime}, "
-        f"scope {token.scope or 'default'})",
+        "warn" if missing else "ok",
+        f"the server issued a {token.token_type} token ({lifetime}, {granted})"
+        + (f"; it did not grant {' '.join(missing)}" if missing else ""),
     )
+
+
+def _check_metadata(out: _Checks, endpoint: Endpoint, alg: str, kid: str) -> None:
+    """What the discovery document says the server accepts, against what this client sends."""
+    if endpoint.metadata is None:
+        return
+    problems = []
+    if endpoint.supports("token_endpoint_auth_methods_supported", "private_key_jwt") is False:
+        problems.append("the server does not list private_key_jwt among its client auth methods")
+    if endpoint.supports("grant_types_supported", "client_credentials") is False:
+        problems.append("the server does not list the client_credentials grant")
+    try:
+        check_signing_alg(endpoint, alg, kid)
+    except ServerRejectedError as exc:
+        problems.append(exc.message)
+    if problems:
+        out.add("metadata", "fail", "; ".join(problems))
+    else:
+        out.add("metadata", "ok", "the discovery document allows private_key_jwt with " + alg)
 
 
 def _find_accepted_key(

@@ -28,7 +28,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -130,11 +130,20 @@ def _check_url(url: str, what: str) -> str:
     """Require an absolute https URL (plain http only to this machine)."""
     if not isinstance(url, str) or not url:
         raise InputError(f"{what} must be a URL")
+    if not url.isprintable() or any(c in url for c in "\\ "):
+        # urllib.parse and urllib3 read 'http://evil\\[::1]/' differently: one sees
+        # loopback, the other connects to evil. No valid URL needs these.
+        raise InputError(f"{what} {url[:200]!r} holds a backslash, a space or a control character")
     try:
         parts = urlsplit(url)
         hostname = parts.hostname
+        from urllib3.util import parse_url
+
+        connects_to = (parse_url(url).host or "").strip("[]").lower()
     except ValueError:  # e.g. an unclosed '[' of an IPv6 literal
         raise InputError(f"{what} {url[:200]!r} is not a valid URL") from None
+    if hostname is not None and connects_to != hostname.lower().strip("[]"):
+        raise InputError(f"{what} {url[:200]!r} names its host ambiguously; refused")
     if parts.scheme not in ("https", "http") or not hostname:
         raise InputError(f"{what} {url[:200]!r} is not an absolute http(s) URL")
     if parts.scheme == "http" and not _is_loopback(hostname):
@@ -154,6 +163,15 @@ class Endpoint:
     token_endpoint: str
     audience: str
     issuer: str | None = None
+    #: The discovery document (RFC 8414), when the endpoint was discovered.
+    metadata: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    def supports(self, member: str, value: str) -> bool | None:
+        """Whether the metadata's ``member`` list holds ``value``; None when it does not say."""
+        listed = (self.metadata or {}).get(member)
+        if not isinstance(listed, list):
+            return None
+        return value in listed
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -188,7 +206,42 @@ def _new_session() -> requests.Session:
 def _verify(ca_bundle: str | None) -> bool | str:
     # Verification is always on; a CA bundle narrows whom we trust, never
     # whether. Without one, requests uses REQUESTS_CA_BUNDLE or certifi.
-    return ca_bundle if ca_bundle else True
+    if not ca_bundle:
+        return True
+    _check_ca_bundle(ca_bundle)
+    return ca_bundle
+
+
+def _check_ca_bundle(path: str) -> None:
+    """A CA bundle must be a readable file holding at least one PEM certificate.
+
+    Otherwise every TLS check fails as "unknown issuer", and the advice to give
+    a CA bundle sends the user in a circle.
+    """
+    import os
+    import stat
+
+    try:
+        with open(path, "rb") as handle:
+            st = os.fstat(handle.fileno())
+            head = handle.read(16 * 1024 * 1024)
+    except OSError as exc:
+        raise InputError(f"cannot read the CA bundle {path}: {exc.strerror or exc}") from None
+    # Whoever can change the bundle chooses whom jwktool trusts: it must be
+    # yours or root's, and no one else may write it (a project file's
+    # ca_bundle = "ca.pem" is trusted by its own hash, not the bundle's).
+    if st.st_uid not in (os.geteuid(), 0):
+        raise InputError(
+            f"the CA bundle {path} is owned by uid {st.st_uid}, not by you or root; refused"
+        )
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise InputError(
+            f"the CA bundle {path} is writable by group or others "
+            f"(mode {stat.S_IMODE(st.st_mode):04o}); anyone could add a CA to it: "
+            f"run 'chmod go-w {path}'"
+        )
+    if b"-----BEGIN CERTIFICATE-----" not in head:
+        raise InputError(f"the CA bundle {path} holds no PEM certificate")
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
@@ -228,7 +281,9 @@ _TLS_HINTS: Final = {
 }
 
 
-def _tls_failure(exc: BaseException, host: str) -> ServerUnreachableError | None:
+def _tls_failure(
+    exc: BaseException, host: str, bundle: str | None = None
+) -> ServerUnreachableError | None:
     for cause in _causes(exc):
         if isinstance(cause, ssl.SSLCertVerificationError):
             code = int(getattr(cause, "verify_code", 0) or 0)
@@ -236,9 +291,11 @@ def _tls_failure(exc: BaseException, host: str) -> ServerUnreachableError | None
             reason, kind = _TLS_REASONS.get(code, (f"TLS verification failed ({detail})", "ca"))
             if code in _TLS_REASONS:
                 reason += f" ({detail.rstrip('.')})"
+            hint = _TLS_HINTS[kind]
+            if kind == "ca" and bundle:
+                hint = f"the CA bundle {bundle} does not hold the CA that signed it"
             return ServerUnreachableError(
-                f"TLS verification of {host} failed: {reason}; {_TLS_HINTS[kind]}",
-                retryable=False,
+                f"TLS verification of {host} failed: {reason}; {hint}", retryable=False
             )
     return None
 
@@ -271,16 +328,24 @@ def _connect_failure(exc: BaseException, url: str) -> ServerUnreachableError | N
     return None
 
 
-def _describe_transport_error(exc: requests.RequestException, url: str) -> ServerUnreachableError:
+def _describe_transport_error(
+    exc: requests.RequestException, url: str, bundle: str | None = None
+) -> ServerUnreachableError:
     host = urlsplit(url).netloc
     if isinstance(exc, requests.exceptions.SSLError):
-        tls = _tls_failure(exc, host)
+        tls = _tls_failure(exc, host, bundle)
         if tls is not None:
             return tls
         text = str(exc).lower()
         if "certificate" in text or "hostname" in text or "verify" in text:
             return ServerUnreachableError(
                 f"TLS verification of {host} failed; {_TLS_HINTS['ca']}", retryable=False
+            )
+        if "wrong version number" in text or "record layer" in text or "http request" in text:
+            return ServerUnreachableError(
+                f"the TLS handshake with {host} failed: the port seems to speak plain "
+                "http, not https; check the URL's scheme and port",
+                retryable=False,
             )
         # A handshake cut short or reset is a network fault, not a trust problem.
         return ServerUnreachableError(f"the TLS handshake with {host} failed", retryable=True)
@@ -428,15 +493,28 @@ def _b64json(segment: str) -> Any:
 
 
 _JWS_LIKE: Final = re.compile(r"[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
-_SECRET_WORDS: Final = ("token", "secret", "assertion", "password", "key", "code")
+#: A member is secret when its name is one of these or ends with one of the suffixes.
+_SECRET_NAMES: Final = frozenset(
+    {"token", "secret", "password", "passphrase", "code", "key", "d", "p", "q", "dp", "dq", "qi"}
+)
+_SECRET_SUFFIXES: Final = ("_token", "_secret", "_password", "_assertion", "_code", "_key")
+
+
+def _is_secret(name: str) -> bool:
+    lowered = name.lower()
+    return name in _SECRET_MEMBERS or lowered in _SECRET_NAMES or lowered.endswith(_SECRET_SUFFIXES)
 
 
 def _redacted(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy safe to trace: secret-named members hidden, JWS-like strings cut out, any depth."""
+    """A copy safe to trace: secret-named members hidden, JWS-like strings cut out, any depth.
+
+    ``token_endpoint`` or ``token_endpoint_auth_methods_supported`` stay (they
+    are what a trace is for); ``access_token``, ``refresh_token``,
+    ``client_secret``, ``client_assertion``, ``device_code`` and the like go.
+    """
 
     def clean(name: str, value: Any) -> Any:
-        secret = name in _SECRET_MEMBERS or any(w in name.lower() for w in _SECRET_WORDS)
-        if secret and name not in ("token_type", "expires_in", "client_assertion_type"):
+        if _is_secret(name):
             return f"[redacted, {len(str(value))} chars]"
         if isinstance(value, str):
             return _JWS_LIKE.sub("[a JWS, redacted]", value)
@@ -457,9 +535,16 @@ def _trace(
     body: bytes,
     elapsed: float,
 ) -> None:
-    """Log one HTTP exchange for ``-v``: never a token, a secret or a signature."""
+    """Log one HTTP exchange for ``-v``: never a token, a secret or a signature.
+
+    Secret members are hidden by name, JWS-shaped strings by shape, and the
+    assertion, its signature and any token issued by value, wherever a server
+    echoes them (a header, the reason phrase, an oddly named member).
+    """
     from ._text import safe_text
 
+    doc = _json_object(body) if body else None
+    secrets = _secrets_of(form, doc)
     lines = [f"> {method} {url}"]
     if form:
         assertion = form.get("client_assertion")
@@ -475,17 +560,19 @@ def _trace(
     )
     for name in _TRACE_HEADERS:
         if name in response.headers:
-            lines.append(f"<   {name}: {response.headers[name]}")
+            value = response.headers[name]
+            if name == "Location":
+                value = value.split("?", 1)[0] + ("?[query not shown]" if "?" in value else "")
+            lines.append(f"<   {name}: {_JWS_LIKE.sub('[a JWS, redacted]', value)}")
     for line in lines:
-        http_log.info("%s", safe_text(line))
+        http_log.info("%s", safe_text(_scrub(line, secrets)))
     if http_log.isEnabledFor(logging.DEBUG) and body:
-        doc = _json_object(body)
         if doc is not None:
             text = json.dumps(_redacted(doc), sort_keys=True)
         else:
             # Not shown: a broken answer may still carry a token somewhere in it.
             text = f"({len(body)} bytes, not a JSON object; not shown)"
-        http_log.debug("%s", safe_text(f"<   body: {text}"))
+        http_log.debug("%s", safe_text(_scrub(f"<   body: {text}", secrets)))
 
 
 def _exchange(
@@ -518,7 +605,10 @@ def _exchange(
             )
             outcome.append((response, _read_body(response, url)))
         except requests.RequestException as exc:
-            outcome.append(_describe_transport_error(exc, url))
+            bundle = kwargs.get("verify")
+            outcome.append(
+                _describe_transport_error(exc, url, bundle if isinstance(bundle, str) else None)
+            )
         except BaseException as exc:  # handed to the caller, raised there
             outcome.append(exc)
 
@@ -574,7 +664,29 @@ def _clean(text: Any, limit: int = 300) -> str | None:
     if not isinstance(text, str):
         return None
     flat = "".join(c if c.isprintable() else " " for c in text)
-    return " ".join(flat.split())[:limit]
+    # A server that echoes the request must not put a credential into our output.
+    return _JWS_LIKE.sub("[a JWS, redacted]", " ".join(flat.split()))[:limit]
+
+
+def _scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with every occurrence of a secret (8+ characters) replaced."""
+    for secret in secrets:
+        if len(secret) >= 8:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
+def _secrets_of(form: Mapping[str, str] | None, doc: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The values a trace or an error must never show: the assertion, its signature, tokens."""
+    found: list[str] = []
+    assertion = (form or {}).get("client_assertion")
+    if assertion:
+        found += [assertion, assertion.rsplit(".", 1)[-1]]
+    for name in ("access_token", "refresh_token", "id_token"):
+        value = (doc or {}).get(name)
+        if isinstance(value, str):
+            found.append(value)
+    return tuple(found)
 
 
 def _clock_offset(response: requests.Response) -> float | None:
@@ -625,7 +737,7 @@ def _hint(
             "without /v1/token and without a trailing slash)",
             "alg": "the server does not accept this algorithm (RS256 is the safe choice)",
             "clock": "this machine's clock is off from the server's"
-            + (f" (by {offset:+.0f} s)" if offset is not None else "")
+            + (f" (by {-offset:+.0f} s)" if offset is not None else "")
             + ", or the assertion's times are wrong: check NTP",
             "lifetime": "the assertion lives longer than this server allows: sign with a "
             "shorter lifetime",
@@ -636,13 +748,31 @@ def _hint(
                 return "cause: " + causes[name]
         likely = [causes[n] for n in ("key", "client", "aud", "alg")]
         if offset is not None and abs(offset) > 30:
-            likely.insert(0, f"this machine's clock is off by {offset:+.0f} s from the server's")
+            likely.insert(0, f"this machine's clock is off by {-offset:+.0f} s from the server's")
         return "likely causes: " + "; ".join(likely)
-    if error == "invalid_scope":
-        return "the scope is not granted to this client: check its roles in the portal"
     if error == "unauthorized_client":
         return "this client may not use client_credentials: check its type in the portal"
     return ""
+
+
+def _scope_hint(description: str | None, refused: str | None) -> str:
+    """What to do about invalid_scope: the scope the server names, or roles, or the syntax."""
+    said = (description or "").lower()
+    if re.search(r"invalid char|malformed|syntax", said):
+        return "a scope holds characters a scope may not (RFC 6749 §3.3)"
+    which = f"scope {refused!r} is" if refused else "the scope is"
+    return f"{which} not granted to this client: check its roles in the portal"
+
+
+def narrowed_scope(asked: str | None, granted: str | None) -> list[str]:
+    """The scopes asked for that the server's answer leaves out (RFC 6749 §5.1: it may).
+
+    An answer without ``scope`` grants what was asked (RFC 6749 §5.1), so nothing is missing.
+    """
+    if not asked or granted is None:
+        return []
+    have = set(granted.split())
+    return [s for s in dict.fromkeys(asked.split()) if s not in have]
 
 
 def _parse_token_response(
@@ -702,6 +832,9 @@ def _parse_token_response(
     description = _clean(doc.get("error_description")) if doc else None
     if error and status < 500 and status != 429 and error not in ("temporarily_unavailable",):
         hint = _hint(error, _clock_offset(response), kid, client_id, aud, description)
+        refused = _clean(doc.get("scope"), 200) if doc else None
+        if error == "invalid_scope":
+            hint = _scope_hint(description, refused)
         message = f"the server refused the token request: {error} (HTTP {status})"
         if description:
             message += f": {description}"
@@ -791,7 +924,7 @@ def request_token(
         "token endpoint %s answered HTTP %s", urlsplit(token_endpoint).netloc, response.status_code
     )
     try:
-        return _parse_token_response(
+        token = _parse_token_response(
             response,
             body,
             token_endpoint,
@@ -801,6 +934,12 @@ def request_token(
             now=started,
         )
     except ServerRejectedError as exc:
+        # A server that echoes the assertion (or just its signature) in its
+        # error_description must not put that credential into our error.
+        secrets = _secrets_of(form, None)
+        exc.args = (_scrub(exc.message, secrets),)
+        if exc.error_description:
+            exc.error_description = _scrub(exc.error_description, secrets)
         if exc.error != "invalid_scope" or not scope or "," not in scope:
             raise
         hint = f"scopes are separated by spaces, not commas: {' '.join(scope.split(','))!r}?"
@@ -811,6 +950,14 @@ def request_token(
             status=exc.status,
             hint=hint,
         ) from None
+    missing = narrowed_scope(scope, token.scope)
+    if missing:
+        log.warning(
+            "the server granted scope %r, without %s that was asked for",
+            token.scope,
+            " ".join(missing),
+        )
+    return token
 
 
 # -- endpoint resolution ---------------------------------------------------------------
@@ -867,6 +1014,13 @@ def _discover(
             raise ServerUnreachableError(f"the discovery document at {url} has no token_endpoint")
         return doc
     assert last is not None
+    tried = list(dict.fromkeys(candidates))
+    last = ServerUnreachableError(
+        f"no discovery document for issuer {issuer} (tried {', '.join(tried)}; "
+        f"the last answered HTTP {last.status})",
+        status=last.status,
+        retryable=last.retryable,
+    )
     guess = _issuer_guess(issuer)
     if guess is not None:
         raise ServerUnreachableError(
@@ -940,7 +1094,7 @@ def resolve_endpoint(
         endpoint = _check_url(doc["token_endpoint"], "discovered token endpoint")
     except InputError as exc:  # the server's document is wrong, not our input
         raise ServerUnreachableError(exc.message) from None
-    found = Endpoint(endpoint, audience or issuer, issuer)
+    found = Endpoint(endpoint, audience or issuer, issuer, doc)
     for warning in found.warnings:
         log.info("warning: %s", warning)
     return found
@@ -1174,11 +1328,15 @@ class TokenClient:
                 delay = random.uniform(delay / 2, delay)  # jitter: no thundering herd
                 if exc.retry_after is not None:
                     delay = max(delay, exc.retry_after)
-                if waited + delay > self._max_wait:
-                    raise
-                # A retry that could not even start before the deadline is no retry.
-                if delay + 0.1 >= budget.remaining():
-                    raise
+                # A retry that could not even start in time is no retry: say why.
+                if waited + delay > self._max_wait or delay + 0.1 >= budget.remaining():
+                    raise ServerUnreachableError(
+                        f"{exc.message}; no retry: the next one would start after "
+                        f"{delay:.0f} s, past the time limit",
+                        status=exc.status,
+                        retryable=False,
+                        retry_after=exc.retry_after,
+                    ) from None
                 line = f"{exc.message}; retry {attempt + 1} of {self._max_retries} in {delay:.1f} s"
                 log.info("token request failed: %s", line)
                 budget.tell(line)
@@ -1307,6 +1465,23 @@ def fetch_token(
         return token
 
 
+def check_signing_alg(endpoint: Endpoint, alg: Any, kid: str) -> None:
+    """Refuse a key whose alg the server's metadata says it never accepts for private_key_jwt.
+
+    :raises ServerRejectedError: (error ``unsupported_algorithm``) the discovery
+        document lists the accepted algorithms, and ``alg`` is not among them.
+    """
+    member = "token_endpoint_auth_signing_alg_values_supported"
+    if isinstance(alg, str) and endpoint.supports(member, alg) is False:
+        listed = ", ".join(str(a) for a in (endpoint.metadata or {}).get(member, []))
+        raise ServerRejectedError(
+            f"the server's metadata accepts {listed} for private_key_jwt, not {alg}: "
+            f"key {kid} can never be accepted there",
+            error="unsupported_algorithm",
+            hint=f"use a key with one of: {listed}",
+        )
+
+
 def key_verifier(
     keystore: KeystoreLike,
     client_id: str,
@@ -1348,6 +1523,8 @@ def key_verifier(
         endpoint = endpoints[0]
         # Any state: proving a retired key is how a rollback starts (activate --verify).
         assertion = probe_assertion(keystore, kid, client_id, endpoint.audience)
+        header = _b64json(assertion.split(".")[0])
+        check_signing_alg(endpoint, header.get("alg") if isinstance(header, dict) else None, kid)
         request_token(
             assertion,
             endpoint.token_endpoint,

@@ -12,14 +12,17 @@ key that signs) -> ``retired`` (still published for an overlap, then removed).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from enum import Enum
+from pathlib import Path
 from typing import Any, Final, TypeAlias
 
 from . import _jwk
-from .errors import InputError, KeyValidationError, NoActiveKeyError
+from ._fileio import atomic_write
+from .errors import InputError, KeyValidationError, NoActiveKeyError, ServerError
 from .keystore import (
     KeyRecord,
     KeyStatus,
@@ -495,6 +498,24 @@ def _verify_pending(store: Keystore, verify: Verifier) -> tuple[set[str], tuple[
             waiting.append(record.kid)
             continue
         return {record.kid}, tuple(waiting)
+    active = store.read().active()
+    if waiting and active is not None:
+        # A refusal of the pending key means "not registered yet" only if the
+        # server takes the active key: otherwise the client id, the audience or
+        # the endpoint is wrong, and waiting for a registration would never end.
+        try:
+            verify(active.kid)
+        except ServerRejectedError as exc:
+            if exc.error != "invalid_client":
+                raise
+            raise ServerRejectedError(
+                f"the server refuses the active key {active.kid} too, so the pending key's "
+                f"refusal says nothing about its registration; {exc.message}",
+                error=exc.error,
+                error_description=exc.error_description,
+                status=exc.status,
+                hint="check the client id, the audience and the token endpoint",
+            ) from None
     return set(), tuple(waiting)
 
 
@@ -594,8 +615,12 @@ def activate_key(
     store = open_keystore(keystore)
     when = _now(now)
     if verify is not None:
-        store.read().find(kid)  # an unknown kid is bad input, not a server question
-        verify(kid)
+        found = store.read().find(kid)  # an unknown kid is bad input, not a server question
+        try:
+            verify(found.kid)
+        except ServerError as exc:
+            exc.args = (f"{exc.message}; key {found.kid} was not activated",)
+            raise
     with store.update() as data:
         record = data.find(kid)
         if record.status is not KeyStatus.ACTIVE:
@@ -791,3 +816,30 @@ def set_passphrase(
     store = open_keystore(keystore)
     with store.update() as data:
         store.reseal(data, new_passphrase, iterations or PBKDF2_ITERATIONS, allow_short=allow_short)
+
+
+#: The first line of every metrics file jwktool writes; only such a file is replaced.
+_METRICS_HEAD: Final = b"# HELP jwktool_"
+
+
+def write_metrics(path: str | os.PathLike[str], report: StatusReport) -> None:
+    """Write ``report`` for a Prometheus textfile collector: atomically, mode 0644.
+
+    An existing file is replaced only when jwktool wrote it (it starts with a
+    jwktool metric): a mistyped path must never replace a keystore or a config.
+
+    :raises InputError: the file exists and is something else.
+    """
+    target = Path(path)
+    try:
+        with open(target, "rb") as handle:
+            head = handle.read(len(_METRICS_HEAD))
+    except FileNotFoundError:
+        head = None
+    except OSError as exc:
+        raise InputError(f"cannot read the metrics file {target}: {exc.strerror or exc}") from None
+    if head is not None and head and head != _METRICS_HEAD:
+        raise InputError(
+            f"{target} exists and is not a jwktool metrics file; refusing to replace it"
+        )
+    atomic_write(target, report.prometheus().encode(), "metrics file", mode=0o644)

@@ -41,6 +41,7 @@ from ._fileio import (
     exclusive_lock,
     missing_keystore,
     read_private_file,
+    real_private_path,
     resolve_keystore_path,
 )
 from .errors import (
@@ -194,7 +195,7 @@ class Keystore:
         lock_timeout: float = 30.0,
         allow_short_passphrase: bool = False,
     ) -> None:
-        self.path = Path(os.path.realpath(resolve_keystore_path(path)))
+        self.path = real_private_path(resolve_keystore_path(path), "keystore")
         self.allow_short_passphrase = allow_short_passphrase
         self.lock_timeout = lock_timeout
         self._passphrase = passphrase

@@ -33,10 +33,11 @@ from ._fileio import (
     ensure_private_directory,
     exclusive_lock,
     read_private_file,
+    real_private_path,
     resolve_keystore_path,
 )
 from ._thumbprint import thumbprint
-from .errors import KeystoreCorruptError, KeystoreNotFoundError
+from .errors import KeystoreCorruptError, KeystoreNotFoundError, KeystorePermissionError
 from .tokens import AccessToken, from_cache_entry
 
 __all__ = [
@@ -66,7 +67,7 @@ def cache_key(
     server: str, client_id: str, scope: str | None, thumbprint: str, resource: str | None = None
 ) -> str:
     """Return the cache key for one (server, client, scope, resource, key) combination."""
-    scope_norm = " ".join(sorted((scope or "").split()))
+    scope_norm = " ".join(sorted(set((scope or "").split())))
     material = json.dumps([server, client_id, scope_norm, resource or "", thumbprint])
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
@@ -84,7 +85,7 @@ def _signing_thumbprint_light(keystore: str | os.PathLike[str] | None, kid: str 
     Raises ValueError (or a JwktoolError) for anything unusual; the caller then
     takes the full path, which reports it properly.
     """
-    path = Path(os.path.realpath(resolve_keystore_path(keystore)))
+    path = real_private_path(resolve_keystore_path(keystore), "keystore")
     raw, _ = read_private_file(path, MAX_KEYSTORE_BYTES, "keystore")
     doc = json.loads(raw)
     if not isinstance(doc, dict) or (doc.get("format"), doc.get("version")) != (
@@ -142,24 +143,34 @@ class TokenCache:
     """The token cache file. Entries hold the token response and its ``expires_at``."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None, lock_timeout: float = 10.0):
-        # A symbolic link is resolved once: the real file is locked and replaced.
-        self.path = Path(os.path.realpath(path if path is not None else default_cache_path()))
+        given = path if path is not None else default_cache_path()
+        #: Why this cache is not used at all (a link or directory another user controls).
+        self._refused: str | None = None
+        try:
+            # A symbolic link is resolved once: the real file is locked and replaced.
+            self.path = real_private_path(given, "token cache")
+        except KeystorePermissionError as exc:
+            self.path = Path(os.path.abspath(given))
+            self._refused = exc.message
         self.lock_timeout = lock_timeout
         self._warned = False
 
     def __repr__(self) -> str:
         return f"TokenCache({str(self.path)!r})"
 
-    def _ignore(self, exc: NotOwnerError) -> None:
-        """Warn (once per TokenCache) that another user's cache file is ignored."""
+    def _ignore(self, exc: NotOwnerError | str) -> None:
+        """Warn (once per TokenCache) that the cache is not used, and why."""
         if not self._warned:
             self._warned = True
             import logging  # only here: a cached `jwktool token` never pays for it
 
+            why = (
+                exc
+                if isinstance(exc, str)
+                else f"token cache {exc.path} is owned by {exc.ownership}"
+            )
             logging.getLogger("jwktool").warning(
-                "token cache %s is owned by %s; ignoring it: no token is read from or stored in it",
-                exc.path,
-                exc.ownership,
+                "%s; ignoring it: no token is read from or stored in it", why
             )
 
     def _foreign(self) -> NotOwnerError | None:
@@ -175,20 +186,33 @@ class TokenCache:
         return None
 
     def _load(self) -> dict[str, dict[str, Any]]:
-        """The valid entries; raises NotOwnerError for another user's file."""
+        """The valid entries; raises NotOwnerError for another user's file.
+
+        :raises _NotACache: the file holds something else (it is never replaced).
+        """
         try:
             raw, _ = read_private_file(self.path, _MAX_CACHE_BYTES, "token cache")
-        except (KeystoreNotFoundError, KeystoreCorruptError):
-            return {}  # no cache yet, or an oversized one: start afresh
+        except KeystoreNotFoundError:
+            return {}  # no cache yet
+        except KeystoreCorruptError:
+            raise _NotACache(f"token cache {self.path} is too large to be one") from None
+        if not raw.strip():
+            return {}  # an empty file holds nothing to lose: it becomes the cache
         try:
             doc = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError):
-            return {}
-        if not isinstance(doc, dict) or doc.get("version") != _VERSION:
-            return {}
-        tokens = doc.get("tokens")
-        if not isinstance(tokens, dict):
-            return {}
+            doc = None
+        tokens = doc.get("tokens") if isinstance(doc, dict) else None
+        if (
+            not isinstance(doc, dict)
+            or doc.get("version") != _VERSION
+            or not isinstance(tokens, dict)
+        ):
+            # Never treated as empty and replaced: the path may name a file
+            # that is not ours to overwrite (a keystore, a config).
+            raise _NotACache(
+                f"{self.path} is not a jwktool token cache (delete it if it is a damaged one)"
+            )
         return {k: v for k, v in tokens.items() if isinstance(k, str) and _valid_entry(v)}
 
     def get(self, key: str, *, now: float | None = None) -> dict[str, Any] | None:
@@ -196,10 +220,16 @@ class TokenCache:
 
         Another user's cache file is ignored: a miss, and a warning.
         """
+        if self._refused is not None:
+            self._ignore(self._refused)
+            return None
         try:
             entry = self._load().get(key)
         except NotOwnerError as exc:
             self._ignore(exc)
+            return None
+        except _NotACache as exc:
+            self._ignore(str(exc))
             return None
         at = time.time() if now is None else now
         if entry is None or at >= entry["refresh_at"]:
@@ -214,6 +244,9 @@ class TokenCache:
         if not _valid_entry(entry):
             raise ValueError("a cache entry needs access_token, expires_at and refresh_at")
         at = time.time() if now is None else now
+        if self._refused is not None:
+            self._ignore(self._refused)
+            return
         foreign = self._foreign()
         if foreign is not None:
             self._ignore(foreign)
@@ -225,6 +258,9 @@ class TokenCache:
             except NotOwnerError as exc:
                 self._ignore(exc)
                 return
+            except _NotACache as exc:
+                self._ignore(str(exc))
+                return
             tokens = {k: v for k, v in current.items() if v["expires_at"] > at}
             tokens[key] = entry
             content = json.dumps({"version": _VERSION, "tokens": tokens}, indent=1) + "\n"
@@ -232,17 +268,28 @@ class TokenCache:
 
     def clear(self) -> None:
         """Remove every entry (another user's cache file is left alone, with a warning)."""
+        if self._refused is not None:
+            self._ignore(self._refused)
+            return
         if self.path.exists():
             foreign = self._foreign()
             if foreign is not None:
                 self._ignore(foreign)
                 return
             with exclusive_lock(self.path, self.lock_timeout, "token cache"):
-                foreign = self._foreign()
-                if foreign is not None:
-                    self._ignore(foreign)
+                try:
+                    self._load()
+                except NotOwnerError as exc:
+                    self._ignore(exc)
+                    return
+                except _NotACache as exc:
+                    self._ignore(str(exc))
                     return
                 atomic_write(self.path, b'{"version": 1, "tokens": {}}\n', "token cache")
+
+
+class _NotACache(Exception):
+    """The cache path holds a file that is not a token cache."""
 
 
 def _valid_entry(entry: Any) -> bool:

@@ -23,6 +23,7 @@ DOCUMENTED_FAILURES = frozenset({2, 3, 4, 5, 6, 130})
 #: Exit codes that carry a result, not an error (keys rotate: 10, 11; keys status: 12, 13).
 SUCCESS_CODES = frozenset({0, 10, 11, 12, 13})
 ERROR_PREFIX = "jwktool: error: "
+WARNING_PREFIX = "jwktool: warning: "
 PASSPHRASE = "correct horse battery staple 7"  # noqa: S105 (a test passphrase)
 
 
@@ -130,8 +131,8 @@ def judge_cli(run: CliRun, *, ok_codes: frozenset[int] = SUCCESS_CODES) -> tuple
     """Classify a command's outcome: ("ok" | "error", problem or None).
 
     The only acceptable outcomes are success, or a documented error: one line
-    on stderr starting ``jwktool: error:``, a documented non-zero exit code,
-    and never a traceback. ``inspect`` exiting 6 with a report (no stderr) is
+    on stderr starting ``jwktool: error:`` (after any ``jwktool: warning:``
+    lines), a documented non-zero exit code, and never a traceback. ``inspect`` exiting 6 with a report (no stderr) is
     a success: the report is its output.
     """
     text = run.stdout + run.stderr
@@ -141,7 +142,8 @@ def judge_cli(run: CliRun, *, ok_codes: frozenset[int] = SUCCESS_CODES) -> tuple
         return "ok", None
     if run.exit_code == 6 and not run.stderr.strip() and run.args[:1] in (["inspect"], ["doctor"]):
         return "ok", None  # a report that names the failed checks
-    lines = run.stderr.splitlines()
+    # Warnings (one line each, "jwktool: warning: ...") may come before the error.
+    lines = [line for line in run.stderr.splitlines() if not line.startswith(WARNING_PREFIX)]
     if len(lines) != 1 or not lines[0].startswith(ERROR_PREFIX):
         return "error", f"stderr is not one 'jwktool: error:' line (exit {run.exit_code})"
     message = lines[0][len(ERROR_PREFIX) :]

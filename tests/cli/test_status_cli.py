@@ -281,7 +281,7 @@ def test_prometheus_file_is_valid_exposition_format(cli: CliInvoke, tmp_path: Pa
 def test_prometheus_file_is_written_when_rotation_is_late(cli: CliInvoke, tmp_path: Path) -> None:
     store = make_store(tmp_path / "ks.json", active_days=100)
     metrics = tmp_path / "jwktool.prom"
-    metrics.write_text("stale\n", encoding="utf-8")
+    metrics.write_text("# HELP jwktool_rotation_ok stale, from an earlier run\n", encoding="utf-8")
     result = cli("keys", "status", "--keystore", str(store), "--prometheus", str(metrics))
     assert result.exit_code == EXIT_STATUS_ACTIVE_OLD
     families = parse_prometheus(metrics.read_text(encoding="utf-8"))

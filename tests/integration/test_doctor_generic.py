@@ -53,7 +53,7 @@ def test_doctor_passes_a_healthy_generic_server_whose_aud_is_the_token_endpoint(
     assert levels["assertion"] == "info"
     (assertion,) = [c for c in report["checks"] if c["name"] == "assertion"]
     assert "token endpoint URL" in assertion["message"]
-    assert auth_server.token_requests == 1
+    assert auth_server.tokens_issued == 1  # (the probe is an empty POST: no token)
 
 
 def test_doctor_without_a_request_reports_generic_aud_as_information(

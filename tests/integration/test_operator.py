@@ -424,7 +424,7 @@ def test_doctor_names_a_skewed_clock(
     clock = check(checks, "clock")
     assert clock["level"] == "fail"
     measured = int(re.search(r"clock is ([+-]\d+) s", clock["message"]).group(1))  # type: ignore[union-attr]
-    assert abs(measured + offset) <= 2  # the server's clock minus ours
+    assert abs(measured - offset) <= 2  # our clock minus the server's: the skew we made
     assert "NTP" in clock["message"]
     token = check(checks, "token")
     assert token["level"] == "fail"
@@ -866,12 +866,13 @@ def test_a_group_readable_cache_is_refused(
 
 @pytest.mark.parametrize(
     "content",
-    [b"{not json", b"\xff\xfe", b'{"version": 99, "tokens": {}}', b"[]", b""],
-    ids=["broken-json", "not-utf8", "other-version", "not-an-object", "empty"],
+    [b"{not json", b"\xff\xfe", b'{"version": 99, "tokens": {}}', b"[]"],
+    ids=["broken-json", "not-utf8", "other-version", "not-an-object"],
 )
-def test_a_corrupt_cache_is_treated_as_empty(
+def test_a_file_that_is_not_a_cache_is_left_alone_and_tokens_still_come(
     cli: CliInvoke, server: AuthServer, store: Path, _isolated: Path, content: bytes
 ) -> None:
+    """Never replaced: the cache path may name a file that is not ours to overwrite."""
     register(server, store)
     path = cache_file(_isolated)
     path.parent.mkdir(mode=0o700, parents=True)
@@ -879,8 +880,24 @@ def test_a_corrupt_cache_is_treated_as_empty(
     path.chmod(0o600)
     result = cli(*token_args(server, store))
     assert result.exit_code == EXIT_OK, result.stderr
+    assert "is not a jwktool token cache" in result.stderr
     assert server.token_requests == 1
-    doc = json.loads(path.read_text(encoding="utf-8"))  # repaired
+    assert path.read_bytes() == content
+    assert cli(*token_args(server, store)).exit_code == EXIT_OK
+    assert server.token_requests == 2  # no cache to serve from
+
+
+def test_an_empty_cache_file_is_filled(
+    cli: CliInvoke, server: AuthServer, store: Path, _isolated: Path
+) -> None:
+    register(server, store)
+    path = cache_file(_isolated)
+    path.parent.mkdir(mode=0o700, parents=True)
+    path.write_bytes(b"")
+    path.chmod(0o600)
+    result = cli(*token_args(server, store))
+    assert result.exit_code == EXIT_OK, result.stderr
+    doc = json.loads(path.read_text(encoding="utf-8"))
     assert doc["version"] == 1 and len(doc["tokens"]) == 1
     assert cli(*token_args(server, store)).stdout == result.stdout
     assert server.token_requests == 1

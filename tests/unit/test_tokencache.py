@@ -211,12 +211,26 @@ def test_a_file_others_can_read_is_refused(path: Path, mode: int) -> None:
         b"[1, 2]",
         b'{"version": 2, "tokens": {}}',
         b'{"version": 1, "tokens": []}',
-        b"",
     ],
 )
-def test_a_damaged_file_is_treated_as_empty_and_repaired(path: Path, content: bytes) -> None:
+def test_a_file_that_is_not_a_cache_is_ignored_and_never_replaced(
+    path: Path, content: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The cache path may name something else (a keystore, by mistake): never overwrite it."""
     path.parent.mkdir(mode=0o700, parents=True)
     path.write_bytes(content)
+    path.chmod(0o600)
+    cache = TokenCache(path)
+    assert cache.get("k", now=NOW) is None
+    cache.put("k", entry("fixed"), now=NOW)
+    cache.clear()
+    assert path.read_bytes() == content
+    assert "is not a jwktool token cache" in caplog.text
+
+
+def test_an_empty_file_becomes_the_cache(path: Path) -> None:
+    path.parent.mkdir(mode=0o700, parents=True)
+    path.write_bytes(b"")
     path.chmod(0o600)
     cache = TokenCache(path)
     assert cache.get("k", now=NOW) is None
@@ -238,14 +252,14 @@ def test_malformed_entries_are_ignored_and_good_ones_kept(path: Path) -> None:
     assert cache.get("worse", now=NOW) is None
 
 
-def test_an_oversized_file_is_treated_as_empty(path: Path) -> None:
+def test_an_oversized_file_is_ignored_and_left_alone(path: Path) -> None:
     path.parent.mkdir(mode=0o700, parents=True)
     path.write_bytes(b" " * (1024 * 1024 + 1))
     path.chmod(0o600)
     cache = TokenCache(path)
     assert cache.get("k", now=NOW) is None
     cache.put("k", entry(), now=NOW)
-    assert path.stat().st_size < 1024
+    assert path.stat().st_size == 1024 * 1024 + 1
 
 
 def test_concurrent_writers_lose_no_entry(path: Path) -> None:
