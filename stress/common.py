@@ -132,8 +132,9 @@ def judge_cli(run: CliRun, *, ok_codes: frozenset[int] = SUCCESS_CODES) -> tuple
 
     The only acceptable outcomes are success, or a documented error: one line
     on stderr starting ``jwktool: error:`` (after any ``jwktool: warning:``
-    lines), a documented non-zero exit code, and never a traceback. ``inspect`` exiting 6 with a report (no stderr) is
-    a success: the report is its output.
+    lines), a documented non-zero exit code, and never a traceback.
+    ``inspect`` exiting 6 with a report (no stderr) is a success: the report
+    is its output.
     """
     text = run.stdout + run.stderr
     if "Traceback (most recent call last)" in text:
