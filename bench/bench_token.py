@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jwktool.exchanger import TokenClient
 from jwktool.keys import export_keys, generate_key
+from tests.conftest import client_kwargs
 from tests.integration.authserver import start_auth_server
 
 
@@ -81,7 +82,9 @@ def main() -> int:
         path = Path(name) / "keystore.json"
         generate_key(path, alg="RS256", size=2048)
         server.register_client("bench-client", json.loads(export_keys(path)), ["gipod_pdo_read"])
-        client = TokenClient(path, "bench-client", issuer=server.issuer, scope="gipod_pdo_read")
+        client = TokenClient(
+            path, "bench-client", **client_kwargs(issuer=server.issuer, scope="gipod_pdo_read")
+        )
 
         # 1. A cached call against one RS256-2048 signature.
         client.get_token()
@@ -99,7 +102,9 @@ def main() -> int:
         cached = statistics.median(ratios)
 
         # 2. N threads x M calls on a fresh client: requests counted at the server.
-        fresh = TokenClient(path, "bench-client", issuer=server.issuer, scope="gipod_pdo_read")
+        fresh = TokenClient(
+            path, "bench-client", **client_kwargs(issuer=server.issuer, scope="gipod_pdo_read")
+        )
         server.delay = 0.2  # every thread arrives while the first request is in flight
         before = server.token_requests
         barrier = threading.Barrier(threads)

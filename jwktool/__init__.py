@@ -14,6 +14,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from .config import Profile, load_profile
+    from .discovery import Endpoint, resolve_endpoint
     from .doctor import DoctorReport, run_doctor
     from .errors import (
         AssertionCheckError,
@@ -33,45 +34,36 @@ if TYPE_CHECKING:
         ServerUnreachableError,
         WeakPassphraseError,
     )
-    from .exchanger import (
-        AccessToken,
-        BearerAuth,
-        Endpoint,
-        TokenClient,
-        fetch_token,
-        key_verifier,
-        request_token,
-        resolve_endpoint,
-    )
+    from .exchanger import BearerAuth, TokenClient, fetch_token, key_verifier
     from .inspection import Check, Inspection, inspect_assertion
     from .keys import (
         ExportFormat,
         KeyInfo,
-        RotationAction,
-        RotationResult,
-        StatusReport,
         activate_key,
         export_keys,
         generate_key,
         import_key,
-        key_status,
         list_keys,
         remove_key,
         retire_key,
-        rotate_keys,
         set_passphrase,
     )
+    from .keysource import KeySource, KeystoreKeySource, SigningKey, SigningKeyProtocol
     from .keystore import KeyStatus, Keystore
     from .presets import ENVIRONMENTS, Environment
+    from .rotation import RotationAction, RotationActionName, RotationResult, rotate_keys
+    from .settings import RetryPolicy, ServerSettings
     from .signer import (
         ASSERTION_TYPE,
         ClientAssertion,
         Signer,
-        SigningKey,
         create_assertion,
         make_client_assertion,
     )
-    from .tokencache import TokenCache
+    from .status import StatusReport, key_status, write_metrics
+    from .tokencache import TokenCache, TokenCacheBackend
+    from .tokenrequest import request_token
+    from .tokens import AccessToken
 
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(
@@ -95,42 +87,36 @@ _EXPORTS: dict[str, str] = {
         ],
         "errors",
     ),
-    **dict.fromkeys(
-        [
-            "AccessToken",
-            "BearerAuth",
-            "Endpoint",
-            "TokenClient",
-            "fetch_token",
-            "key_verifier",
-            "request_token",
-            "resolve_endpoint",
-        ],
-        "exchanger",
-    ),
+    **dict.fromkeys(["BearerAuth", "TokenClient", "fetch_token", "key_verifier"], "exchanger"),
+    **dict.fromkeys(["Endpoint", "resolve_endpoint"], "discovery"),
+    **dict.fromkeys(["RetryPolicy", "ServerSettings"], "settings"),
+    **dict.fromkeys(["request_token"], "tokenrequest"),
+    **dict.fromkeys(["AccessToken"], "tokens"),
     **dict.fromkeys(["Check", "Inspection", "inspect_assertion"], "inspection"),
     **dict.fromkeys(["Profile", "load_profile"], "config"),
     **dict.fromkeys(["DoctorReport", "run_doctor"], "doctor"),
-    **dict.fromkeys(["TokenCache"], "tokencache"),
+    **dict.fromkeys(["TokenCache", "TokenCacheBackend"], "tokencache"),
     **dict.fromkeys(
         [
             "ExportFormat",
             "KeyInfo",
-            "RotationAction",
-            "RotationResult",
-            "StatusReport",
             "activate_key",
             "export_keys",
             "generate_key",
             "import_key",
-            "key_status",
             "list_keys",
             "remove_key",
             "retire_key",
-            "rotate_keys",
             "set_passphrase",
         ],
         "keys",
+    ),
+    **dict.fromkeys(
+        ["RotationAction", "RotationActionName", "RotationResult", "rotate_keys"], "rotation"
+    ),
+    **dict.fromkeys(["StatusReport", "key_status", "write_metrics"], "status"),
+    **dict.fromkeys(
+        ["KeySource", "KeystoreKeySource", "SigningKey", "SigningKeyProtocol"], "keysource"
     ),
     **dict.fromkeys(["KeyStatus", "Keystore"], "keystore"),
     **dict.fromkeys(["ENVIRONMENTS", "Environment"], "presets"),
@@ -139,7 +125,6 @@ _EXPORTS: dict[str, str] = {
             "ASSERTION_TYPE",
             "ClientAssertion",
             "Signer",
-            "SigningKey",
             "create_assertion",
             "make_client_assertion",
         ],

@@ -7,6 +7,7 @@ from typing import IO, Any
 
 import click
 
+from ._cli_words import options_named
 from ._text import safe_text
 from .cli import (
     _MAX_INPUT_BYTES,
@@ -16,8 +17,6 @@ from .cli import (
     _fail,
     _keystore,
     _read_secret_file,
-    _server,
-    _timeouts,
     allow_short_passphrase_option,
     client_id_option,
     complete_kid,
@@ -25,6 +24,7 @@ from .cli import (
     keystore_option,
     passphrase_option,
     server_options,
+    server_settings,
 )
 
 
@@ -54,6 +54,7 @@ _ALGS = ["RS256", "PS256", "ES256", "ES384", "EdDSA"]
 )
 @click.option("--encrypt", is_flag=True, help="Create the keystore encrypted with a passphrase.")
 @allow_short_passphrase_option
+@options_named()
 def keys_generate(
     keystore: str | None,
     passphrase_file: str | None,
@@ -115,6 +116,7 @@ def keys_generate(
 @click.option("--activate", is_flag=True, help="Make the imported key active now.")
 @click.option("--encrypt", is_flag=True, help="Create the keystore encrypted with a passphrase.")
 @allow_short_passphrase_option
+@options_named({"pem_passphrase": "--pem-passphrase-file"})
 def keys_import(
     keystore: str | None,
     passphrase_file: str | None,
@@ -227,6 +229,7 @@ def keys_list(keystore: str | None, as_json: bool) -> None:
     default=None,
     help="Write to this file (private: created 0600, never overwritten); '-' for stdout.",
 )
+@options_named()
 def keys_export(
     keystore: str | None,
     passphrase_file: str | None,
@@ -266,28 +269,18 @@ def _verifier(
     store: Any,
     client_id: str | None,
     server: dict[str, Any],
-    scope: str | None,
-    resource: str | None,
-    ca_bundle: str | None,
-    timeout: float,
 ) -> Any:
-    """The token-request proof for --verify, or None without it."""
+    """The token-request proof for --verify, or None without it.
+
+    ``server`` holds the command's server options (env ... timeout).
+    """
     if not verify:
         return None
     if not client_id:
         _fail("--verify needs --client-id (and --env, --issuer or --token-endpoint)")
     from .exchanger import key_verifier
 
-    return key_verifier(
-        store,
-        client_id,
-        **server,
-        scope=scope,
-        resource=resource,
-        ca_bundle=ca_bundle,
-        timeout=_timeouts(timeout),
-        deadline=timeout,
-    )
+    return key_verifier(store, client_id, server_settings(ctx, **server))
 
 
 @keys.command("rotate")
@@ -330,6 +323,7 @@ def _verifier(
 @click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
 @json_option
 @click.pass_context
+@options_named()
 def keys_rotate(
     ctx: click.Context,
     keystore: str | None,
@@ -359,10 +353,19 @@ def keys_rotate(
     older than --min-age. Exit 0: nothing to do; 10: a key needs registering
     (register the printed public JWK); 11: keys were promoted or removed.
     """
-    from .keys import rotate_keys
+    from .rotation import rotate_keys
 
     store = _keystore(keystore, passphrase_file)
-    server = _server(ctx, env=env, issuer=issuer, token_endpoint=token_endpoint, audience=audience)
+    server = dict(
+        env=env,
+        issuer=issuer,
+        token_endpoint=token_endpoint,
+        audience=audience,
+        scope=scope,
+        resource=resource,
+        ca_bundle=ca_bundle,
+        timeout=timeout,
+    )
     result = rotate_keys(
         store,
         min_age=min_age,
@@ -370,9 +373,7 @@ def keys_rotate(
         alg=alg,
         size=int(size) if size else None,
         dry_run=dry_run,
-        verify=_verifier(
-            ctx, verify, store, client_id, server, scope, resource, ca_bundle, timeout
-        ),
+        verify=_verifier(ctx, verify, store, client_id, server),
     )
     if as_json:
         _echo_json(result.as_dict())
@@ -473,8 +474,17 @@ def keys_activate(
     from .keys import activate_key
 
     store = _keystore(keystore, passphrase_file)
-    server = _server(ctx, env=env, issuer=issuer, token_endpoint=token_endpoint, audience=audience)
-    check = _verifier(ctx, verify, store, client_id, server, scope, resource, ca_bundle, timeout)
+    server = dict(
+        env=env,
+        issuer=issuer,
+        token_endpoint=token_endpoint,
+        audience=audience,
+        scope=scope,
+        resource=resource,
+        ca_bundle=ca_bundle,
+        timeout=timeout,
+    )
+    check = _verifier(ctx, verify, store, client_id, server)
     _print_info("activate", activate_key(store, kid, verify=check), as_json)
 
 
@@ -537,11 +547,11 @@ def keys_status(
     not running); 13: a pending key waits longer than --max-pending-age for
     registration; 3: no active key.
     """
-    from .keys import key_status
+    from .status import key_status
 
     report = key_status(_keystore(keystore), max_age=max_age, max_pending_age=max_pending_age)
     if prometheus_file:
-        from .keys import write_metrics
+        from .status import write_metrics
 
         write_metrics(prometheus_file, report)
     if as_json:

@@ -8,6 +8,7 @@ from typing import IO
 
 import click
 
+from ._cli_words import options_named
 from ._text import safe_text
 from .cli import (
     _MAX_INPUT_BYTES,
@@ -16,9 +17,9 @@ from .cli import (
     _echo_json,
     _fail,
     _keystore,
-    _server,
     client_id_option,
     complete_kid,
+    explicit_where,
     json_option,
     keystore_option,
     passphrase_option,
@@ -61,6 +62,7 @@ def audience_options(func: F) -> F:
     help="Sign with this key (default: the active key).",
 )
 @json_option
+@options_named()
 def sign(
     keystore: str | None,
     passphrase_file: str | None,
@@ -79,7 +81,7 @@ def sign(
     """
     from .signer import create_assertion
 
-    where = _server(click.get_current_context(), env=env, audience=audience)
+    where = explicit_where(click.get_current_context(), env=env, audience=audience)
     result = create_assertion(
         _keystore(keystore, passphrase_file),
         client_id,

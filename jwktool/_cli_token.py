@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,14 +16,14 @@ from .cli import (
     _echo_json,
     _keystore,
     _progress,
-    _server,
-    _timeouts,
+    as_options,
     client_id_option,
     complete_kid,
     json_option,
     keystore_option,
     passphrase_option,
     server_options,
+    server_settings,
 )
 
 
@@ -72,15 +72,23 @@ def token(
     """
     from .tokencache import TokenCache, cached_token
 
-    where = _server(ctx, env=env, issuer=issuer, token_endpoint=token_endpoint, audience=audience)
+    server = server_settings(
+        ctx,
+        env=env,
+        issuer=issuer,
+        token_endpoint=token_endpoint,
+        audience=audience,
+        scope=scope,
+        resource=resource,
+        ca_bundle=ca_bundle,
+        timeout=timeout,
+    )
     cache = None if no_cache else TokenCache()
     # A cached token is found without loading HTTP or key machinery: the
     # 'Bearer $(jwktool token ...)' pattern runs once per API call.
     hit = None
     if cache is not None:
-        hit = cached_token(
-            cache, keystore, client_id, **where, scope=scope, resource=resource, kid=kid
-        )
+        hit = cached_token(cache, keystore, client_id, server, kid=kid)
     if hit is not None:
         if ctx.meta.get("jwktool.verbose"):
             click.echo(
@@ -95,14 +103,9 @@ def token(
     result = fetch_token(
         _keystore(keystore, passphrase_file),
         client_id,
-        **where,
-        scope=scope,
-        resource=resource,
-        ca_bundle=ca_bundle,
-        timeout=_timeouts(timeout),
+        server,
         kid=kid,
         cache=cache,
-        deadline=timeout,
         progress=_progress(),
     )
     _print_token(result, as_json)
@@ -153,23 +156,38 @@ def doctor(
     6 when something did.
     """
     from .doctor import run_doctor
+    from .errors import InputError
 
+    try:
+        server: Any = server_settings(
+            ctx,
+            env=env,
+            issuer=issuer,
+            token_endpoint=token_endpoint,
+            audience=audience,
+            scope=scope,
+            resource=resource,
+            ca_bundle=ca_bundle,
+            timeout=timeout,
+        )
+    except InputError as exc:
+        server = exc.message  # reported as the failed "server" check
     report = run_doctor(
         _keystore(keystore, passphrase_file),
         client_id,
-        **_server(ctx, env=env, issuer=issuer, token_endpoint=token_endpoint, audience=audience),
-        scope=scope,
-        resource=resource,
-        ca_bundle=ca_bundle,
-        timeout=_timeouts(timeout),
+        server,
         max_age=max_age,
         request=not no_request,
-        deadline=timeout,
         progress=_progress(),
     )
+    report = report.with_hint("client id", "give it with --client-id, or as client_id in a profile")
     if as_json:
-        _echo_json(report.as_dict())
+        doc = report.as_dict()
+        for check in doc["checks"]:
+            check["message"] = as_options(check["message"], names=())
+        _echo_json(doc)
     else:
         for check in report.checks:
-            click.echo(safe_text(f"{check.level:<4}  {check.name:<11} {check.message}"))
+            line = f"{check.level:<4}  {check.name:<11} {as_options(check.message, names=())}"
+            click.echo(safe_text(line))
     ctx.exit(report.exit_code)

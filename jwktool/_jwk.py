@@ -18,25 +18,21 @@ import base64
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, Final, TypeAlias
+from typing import Any, Final
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from . import _jwa
+from ._jwa import PrivateKey as PrivateKey  # re-exported: the key types of the JWK layer
+from ._jwa import PublicKey as PublicKey
 from ._thumbprint import b64u_encode as b64u_encode  # re-exported
 from ._thumbprint import thumbprint as thumbprint  # re-exported: the JWK layer's API
 from .errors import KeystoreCorruptError, KeyValidationError
 
-PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
-PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
-
-#: alg -> (kty, crv or None). The algorithms a keystore may hold.
+#: alg -> (kty, crv or None). The algorithms a keystore may hold (from the JWA table).
 ALGORITHMS: Final[dict[str, tuple[str, str | None]]] = {
-    "RS256": ("RSA", None),
-    "PS256": ("RSA", None),
-    "ES256": ("EC", "P-256"),
-    "ES384": ("EC", "P-384"),
-    "EdDSA": ("OKP", "Ed25519"),
+    alg: (spec.kty, spec.crv) for alg, spec in _jwa.ALGORITHMS.items()
 }
 
 #: JWK members that must never leave the keystore unless explicitly asked for.
@@ -57,7 +53,6 @@ _EC_CURVES: Final[dict[str, tuple[type[ec.EllipticCurve], int]]] = {
     "P-256": (ec.SECP256R1, 32),
     "P-384": (ec.SECP384R1, 48),
 }
-_CURVE_NAMES: Final = {"secp256r1": "P-256", "secp384r1": "P-384"}
 _DEFAULT_ALG: Final = {"RSA": "RS256", "P-256": "ES256", "P-384": "ES384", "Ed25519": "EdDSA"}
 
 MIN_RSA_BITS: Final = 2048
@@ -122,7 +117,7 @@ def pyca_to_jwk(key: PrivateKey) -> dict[str, Any]:
             "qi": _int_to_b64u(priv.iqmp),
         }
     if isinstance(key, ec.EllipticCurvePrivateKey):
-        crv = _CURVE_NAMES.get(key.curve.name)
+        crv = _jwa.CURVE_NAMES.get(key.curve.name)
         if crv is None:
             raise KeyValidationError(f"unsupported EC curve {key.curve.name}")
         size = _EC_CURVES[crv][1]
@@ -300,7 +295,7 @@ def validate_private_key(key: object) -> dict[str, Any]:
         if key.private_numbers().public_numbers.e < 3:
             raise KeyValidationError("RSA public exponent is not valid")
     elif isinstance(key, ec.EllipticCurvePrivateKey):
-        if key.curve.name not in _CURVE_NAMES:
+        if key.curve.name not in _jwa.CURVE_NAMES:
             raise KeyValidationError(
                 f"EC curve {key.curve.name} refused: supported are P-256 and P-384"
             )
@@ -438,7 +433,8 @@ def _parse_pem(data: bytes, passphrase: bytes | None) -> dict[str, Any]:
     except TypeError as exc:
         if "encrypted" in str(exc).lower() and passphrase is None:
             raise KeyValidationError(
-                "the PEM key is encrypted: give its passphrase (--pem-passphrase-file)"
+                "the PEM key is encrypted: give its passphrase (pem_passphrase)",
+                params=("pem_passphrase",),
             ) from None
         raise KeyValidationError(f"cannot read PEM key: {_reason(exc)}") from None
     except ValueError as exc:

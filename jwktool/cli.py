@@ -15,7 +15,7 @@ import re
 import sys
 from collections.abc import Callable
 from datetime import timedelta
-from typing import IO, Any, NoReturn, TypeVar
+from typing import IO, Any, Final, NoReturn, TypeVar
 
 import click
 
@@ -92,7 +92,8 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except JwktoolError as exc:
-            raise _Failure(exc.message, exc.exit_code, exc.code) from None
+            message = as_options(exc.message, names=())
+            raise _Failure(message, exc.exit_code, exc.code) from None
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except KeyboardInterrupt:
@@ -392,6 +393,8 @@ def _set_verbosity(ctx: click.Context, param: click.Parameter, value: int) -> in
     class EchoHandler(logging.Handler):
         # Looks up stderr when it writes, so a test runner's swapped stream is honoured.
         def emit(self, record: logging.LogRecord) -> None:
+            if record.name not in ("jwktool", "jwktool.http"):
+                return  # e.g. jwktool.testing.authserver, in a test's own process
             from ._text import safe_text
 
             level = "warning: " if record.levelno >= logging.WARNING else ""
@@ -687,7 +690,7 @@ def cli(ctx: click.Context, profile: str | None) -> None:
 _WHERE = ("env", "issuer", "token_endpoint", "audience")
 
 
-def _server(ctx: click.Context, **given: Any) -> dict[str, Any]:
+def explicit_where(ctx: click.Context, **given: Any) -> dict[str, Any]:
     """Where to get tokens; explicit choices (options, environment) replace the profile's.
 
     The profile may say env = "test"; someone typing --issuer URL means that
@@ -698,11 +701,76 @@ def _server(ctx: click.Context, **given: Any) -> dict[str, Any]:
         click.core.ParameterSource.COMMANDLINE,
         click.core.ParameterSource.ENVIRONMENT,
     }
-    if any(given.get(n) and source(n) in explicit for n in _WHERE):
+    if any(given.get(n) and source(n) in explicit for n in _WHERE if n in given):
         for name in _WHERE:
-            if source(name) is click.core.ParameterSource.DEFAULT_MAP:
+            if name in given and source(name) is click.core.ParameterSource.DEFAULT_MAP:
                 given[name] = None
     return given
+
+
+def server_settings(
+    ctx: click.Context,
+    *,
+    env: str | None,
+    issuer: str | None,
+    token_endpoint: str | None,
+    audience: str | None,
+    scope: str | None,
+    resource: str | None,
+    ca_bundle: str | None,
+    timeout: float,
+) -> Any:
+    """The one :class:`~jwktool.settings.ServerSettings` a command uses, from its options.
+
+    Explicit choices (options, environment) replace the profile's: the profile
+    may say env = "test"; someone typing --issuer URL means that issuer, not a
+    conflict between the two. ``--timeout`` bounds the whole command (the
+    settings' deadline) and each request. The library's messages name its
+    parameters; here they become the options' names.
+    """
+    from .errors import InputError
+    from .settings import ServerSettings
+
+    where = explicit_where(
+        ctx, env=env, issuer=issuer, token_endpoint=token_endpoint, audience=audience
+    )
+    try:
+        return ServerSettings(
+            **where,
+            scope=scope,
+            resource=resource,
+            ca_bundle=ca_bundle,
+            timeout=_timeouts(timeout),
+            deadline=timeout,
+        )
+    except InputError as exc:
+        raise InputError(as_options(exc.message)) from None
+
+
+def as_options(
+    message: str, names: tuple[str, ...] = ("audience", "issuer", "env", "timeout")
+) -> str:
+    """A library message in the command line's words: ``token_endpoint`` -> ``--token-endpoint``.
+
+    The library names its parameters; the CLI names its options. Names with an
+    underscore cannot be mistaken for prose and are mapped in every message;
+    the plain words only where the message is about the server settings.
+    """
+    for name in (*_PARAMETER_NAMES, *names):
+        message = re.sub(rf"(?<![\w-]){name}\b", "--" + name.replace("_", "-"), message)
+    return message
+
+
+#: Library parameter names that are also CLI options (``ca_bundle`` -> ``--ca-bundle``).
+_PARAMETER_NAMES: Final = (
+    "ca_bundle",
+    "token_endpoint",
+    "min_age",
+    "max_age",
+    "max_pending_age",
+    "allow_long_lifetime",
+    "allow_short_passphrase",
+)
 
 
 def main() -> None:

@@ -21,25 +21,16 @@ from typing import Any, Final
 
 import requests
 
+from ._http import Budget, exchange, new_session, tls_verify
+from ._redact import clean_text, json_object
+from .discovery import Endpoint, check_signing_alg, resolve_endpoint
 from .errors import EXIT_CHECK_FAILED, EXIT_OK, JwktoolError, ServerRejectedError
-from .exchanger import (
-    DEFAULT_TIMEOUT,
-    Budget,
-    Endpoint,
-    _clean,
-    _exchange,
-    _json_object,
-    _new_session,
-    _verify,
-    check_signing_alg,
-    narrowed_scope,
-    request_token,
-    resolve_endpoint,
-)
-from .inspection import Check, inspect_assertion
+from .inspection import Check, CheckLevel, inspect_assertion
 from .keystore import KeyStatus, KeystoreData, KeystoreLike, open_keystore
 from .presets import ENVIRONMENTS
+from .settings import ServerSettings
 from .signer import Signer
+from .tokenrequest import narrowed_scope, request_token
 
 __all__ = ["DoctorReport", "run_doctor"]
 
@@ -66,6 +57,20 @@ class DoctorReport:
         """0 when nothing failed, else 6."""
         return EXIT_OK if self.ok else EXIT_CHECK_FAILED
 
+    def with_hint(self, name: str, hint: str) -> DoctorReport:
+        """The same report, with ``hint`` added to the failed check called ``name``.
+
+        How to fix something depends on the caller (the CLI names its options).
+        """
+        return DoctorReport(
+            tuple(
+                Check(c.name, c.level, f"{c.message}: {hint}")
+                if c.name == name and c.level == "fail"
+                else c
+                for c in self.checks
+            )
+        )
+
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-ready report."""
         return {
@@ -80,7 +85,7 @@ class _Checks:
     def __init__(self) -> None:
         self.items: list[Check] = []
 
-    def add(self, name: str, level: str, message: str) -> None:
+    def add(self, name: str, level: CheckLevel, message: str) -> None:
         self.items.append(Check(name, level, message))
 
     def skip(self, *names: str, why: str) -> None:
@@ -155,13 +160,13 @@ def _probe_server(
     else:
         url, method, data = endpoint.token_endpoint, "POST", {}
     try:
-        response, body = _exchange(
+        response, body = exchange(
             session,
             method,
             url,
             timeout=timeout,
             budget=budget,
-            verify=_verify(ca_bundle),
+            verify=tls_verify(ca_bundle),
             data=data,
         )
     except JwktoolError as exc:
@@ -169,7 +174,7 @@ def _probe_server(
         out.add(name, "fail", exc.message)
         out.skip("clock", why="needs an answer from the server")
         return None
-    answer = _json_object(body)
+    answer = json_object(body)
     if method == "GET" and response.status_code == 200 and answer is not None:
         out.add("server", "ok", f"{url} answered HTTP 200 with its discovery document")
     elif method == "POST" and answer is not None and isinstance(answer.get("error"), str):
@@ -177,7 +182,7 @@ def _probe_server(
             "server",
             "ok",
             f"{url} answers like a token endpoint (HTTP {response.status_code} "
-            f"{_clean(answer['error'], 60)} to an empty request)",
+            f"{clean_text(answer['error'], 60)} to an empty request)",
         )
     else:
         what = "its discovery document" if method == "GET" else "an OAuth error"
@@ -198,6 +203,7 @@ def _probe_server(
     except (TypeError, ValueError):
         out.add("clock", "skip", "the server's Date header is not a date")
         return None
+    level: CheckLevel
     if abs(offset) > _CLOCK_FAIL:
         level = "fail"
     elif abs(offset) > _CLOCK_WARN:
@@ -252,19 +258,11 @@ def _diagnose_invalid_client(
 def run_doctor(
     keystore: KeystoreLike,
     client_id: str | None,
+    server: ServerSettings | str,
     *,
-    env: str | None = None,
-    issuer: str | None = None,
-    token_endpoint: str | None = None,
-    audience: str | None = None,
-    scope: str | None = None,
-    resource: str | None = None,
-    ca_bundle: str | None = None,
-    timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
     max_age: timedelta = timedelta(days=97),
     request: bool = True,
     now: datetime | None = None,
-    deadline: float | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> DoctorReport:
     """Run every check and return the report; never raises for what it checks.
@@ -275,11 +273,17 @@ def run_doctor(
     they are information. A token the server issued outranks every such rule:
     the report then fails only for the keystore or the clock.
 
+    :param server: where to get tokens and how; its ``deadline`` bounds all
+        the requests together. A string instead says why there are no server
+        settings (they did not validate); it is reported as the failed server check.
     :param request: make a real token request (default); False stops before it.
-    :param deadline: most seconds all the requests together may take.
     :param progress: hears of waits longer than 2 s.
     """
-    budget = Budget(deadline, progress)
+    if isinstance(server, str):
+        return _without_server(keystore, client_id, server, max_age, now)
+    budget = Budget(server.deadline, progress)
+    scope, resource = server.scope, server.resource
+    ca_bundle, timeout = server.ca_bundle, server.timeout
     when = now or datetime.now(timezone.utc)
     out = _Checks()
     later = ("client id", "server", "clock", "assertion", "token")
@@ -291,10 +295,10 @@ def run_doctor(
     active = data.active()
     assert active is not None
     if not client_id:
-        out.add("client id", "fail", "no client id: give --client-id or set it in a profile")
+        out.add("client id", "fail", "no client id: give one (the portal's Client-ID)")
         out.skip(*later[1:], why="needs a client id")
         return DoctorReport(tuple(out.items))
-    preset = ENVIRONMENTS.get(env) if env else None
+    preset = ENVIRONMENTS.get(server.env) if server.env else None
     if preset is not None and not _UUID.match(client_id):
         out.add("client id", "warn", f"{client_id} is not a UUID; the portal's Client-ID is one")
     else:
@@ -303,19 +307,10 @@ def run_doctor(
         out.add(
             "algorithm", "warn", f"{active.alg}: Digitaal Vlaanderen is only known to accept RS256"
         )
-    session = _new_session()
+    session = new_session()
     try:
         try:
-            endpoint = resolve_endpoint(
-                env=env,
-                issuer=issuer,
-                token_endpoint=token_endpoint,
-                audience=audience,
-                session=session,
-                ca_bundle=ca_bundle,
-                timeout=timeout,
-                budget=budget,
-            )
+            endpoint = resolve_endpoint(server, session=session, budget=budget)
         except JwktoolError as exc:
             out.add("server", "fail", exc.message)
             out.skip("clock", "assertion", "token", why="needs the server")
@@ -345,7 +340,7 @@ def run_doctor(
                 "assertion", "ok", f"signed with {signer.kid}, aud {endpoint.audience}, rules met"
             )
         if not request:
-            out.skip("token", why="--no-request: no token request made")
+            out.skip("token", why="no token request made, as asked")
             return DoctorReport(tuple(out.items))
         _check_token(
             out,
@@ -365,6 +360,25 @@ def run_doctor(
     finally:
         session.close()
     return DoctorReport(tuple(_token_outranks_lint(out.items)))
+
+
+def _without_server(
+    keystore: KeystoreLike,
+    client_id: str | None,
+    why: str,
+    max_age: timedelta,
+    now: datetime | None,
+) -> DoctorReport:
+    """The keystore checks, then the server settings' problem as the failed server check."""
+    out = _Checks()
+    if _check_keystore(out, keystore, max_age, now or datetime.now(timezone.utc)) is None:
+        later = ("client id", "server", "clock", "assertion", "token")
+        out.skip(*later, why="needs a usable keystore")
+        return DoctorReport(tuple(out.items))
+    out.add("client id", "ok" if client_id else "fail", client_id or "no client id given")
+    out.add("server", "fail", why)
+    out.skip("clock", "assertion", "token", why="needs the server")
+    return DoctorReport(tuple(out.items))
 
 
 #: Assertion checks that are Digitaal Vlaanderen's rules rather than RFC 7523's.

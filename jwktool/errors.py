@@ -68,10 +68,15 @@ class JwktoolError(Exception):
 
     code: str = "error"
     exit_code: int = EXIT_INTERNAL
+    #: The library parameters the message names (``("size",)``), so a front end
+    #: such as the CLI can name its own options instead.
+    params: tuple[str, ...] = ()
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, params: tuple[str, ...] = ()) -> None:
         # One line, always: a multi-line message breaks log parsers.
         super().__init__(" ".join(str(message).split()))
+        if params:
+            self.params = params
 
     @property
     def message(self) -> str:

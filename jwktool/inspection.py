@@ -12,18 +12,18 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Literal, TypeAlias
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-
-from . import _jwk
+from . import _jwa, _jwk
 from .errors import AssertionCheckError, InputError, KeyValidationError
 from .keystore import KeystoreLike, open_keystore
 from .signer import MAX_LIFETIME, _readable_times, _timestamp, resolve_audience
 
-__all__ = ["Check", "Inspection", "decode_jwt", "inspect_assertion"]
+__all__ = ["Check", "CheckLevel", "Inspection", "decode_jwt", "inspect_assertion"]
+
+#: How a check came out: ``fail`` makes the assertion (or the setup) unusable;
+#: ``warn`` is worth a look; ``info`` and ``skip`` (not run) are for the doctor.
+CheckLevel: TypeAlias = Literal["ok", "info", "warn", "fail", "skip"]
 
 _MAX_TOKEN_CHARS: Final = 64 * 1024
 
@@ -60,10 +60,10 @@ def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Check:
-    """One rule checked by :func:`inspect_assertion`: ``ok``, ``warn`` or ``fail``."""
+    """One rule checked, by :func:`inspect_assertion` or by the doctor."""
 
     name: str
-    level: str
+    level: CheckLevel
     message: str
 
 
@@ -126,34 +126,6 @@ def decode_jwt(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes
     return decoded[0], decoded[1], (parts[0] + "." + parts[1]).encode("ascii"), signature
 
 
-def _verify(alg: str, key: _jwk.PublicKey, signing_input: bytes, signature: bytes) -> bool:
-    from cryptography.exceptions import InvalidSignature
-
-    try:
-        if alg in ("RS256", "PS256") and isinstance(key, rsa.RSAPublicKey):
-            pad: padding.AsymmetricPadding = (
-                padding.PKCS1v15()
-                if alg == "RS256"
-                else padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
-            )
-            key.verify(signature, signing_input, pad, hashes.SHA256())
-        elif alg in ("ES256", "ES384") and isinstance(key, ec.EllipticCurvePublicKey):
-            size = 32 if alg == "ES256" else 48
-            if len(signature) != 2 * size:
-                return False
-            r = int.from_bytes(signature[:size], "big")
-            s = int.from_bytes(signature[size:], "big")
-            digest = hashes.SHA256() if alg == "ES256" else hashes.SHA384()
-            key.verify(encode_dss_signature(r, s), signing_input, ec.ECDSA(digest))
-        elif alg == "EdDSA" and isinstance(key, ed25519.Ed25519PublicKey):
-            key.verify(signature, signing_input)
-        else:
-            return False
-    except (InvalidSignature, ValueError):  # ValueError: e.g. a key too small for PSS
-        return False
-    return True
-
-
 def _known_keys(
     keystore: KeystoreLike | None, jwks: Mapping[str, Any] | None
 ) -> tuple[dict[str, tuple[dict[str, Any], str | None]], str]:
@@ -211,7 +183,7 @@ def inspect_assertion(
     at = _timestamp(now)
     checks: list[Check] = []
 
-    def add(name: str, level: str, message: str) -> None:
+    def add(name: str, level: CheckLevel, message: str) -> None:
         checks.append(Check(name, level, message))
 
     alg = header.get("alg")
@@ -252,7 +224,7 @@ def inspect_assertion(
                 # The rules of 'keys import': RSA of at least 2048 bits, and
                 # the JWK's alg (if any) and key type agree with the header's alg.
                 key = _jwk.validate_public_jwk(jwk, alg)
-                valid = _verify(alg, key, signing_input, signature)
+                valid = _jwa.verify(alg, key, signing_input, signature)
             except KeyValidationError as exc:
                 add("signature", "fail", f"the key for kid {kid} is unusable: {exc.message}")
             else:

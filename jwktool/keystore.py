@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, TypeGuard
 
 from . import _jwk
 from ._fileio import (
@@ -89,6 +89,14 @@ _CHECK_PLAINTEXT: Final = b"jwktool-keystore-passphrase-check"
 MIN_PASSPHRASE_LENGTH: Final = 12
 
 PassphraseSource: TypeAlias = "str | bytes | Callable[[], str | bytes] | None"
+
+#: What a kid may be (RFC 7515 §4.1.4 leaves it free; jwktool keeps it short and printable).
+KID_RULE: Final = "1 to 256 printable characters"
+
+
+def valid_kid(kid: object) -> TypeGuard[str]:
+    """Return whether ``kid`` follows :data:`KID_RULE`."""
+    return isinstance(kid, str) and 0 < len(kid) <= 256 and kid.isprintable()
 
 
 class KeyStatus(str, Enum):
@@ -161,6 +169,20 @@ class KeystoreData:
     def active(self) -> KeyRecord | None:
         """Return the active key, if there is one."""
         return next((r for r in self.keys if r.status is KeyStatus.ACTIVE), None)
+
+    def activate(self, record: KeyRecord, now: datetime) -> KeyRecord | None:
+        """Make ``record`` the one active key from ``now``; retire the key it replaces.
+
+        :returns: the key that was active and is now retired; None when there
+            was none or ``record`` already was the active key (nothing changes).
+        """
+        current = self.active()
+        if current is record:
+            return None
+        if current is not None:
+            current.status, current.retired = KeyStatus.RETIRED, now
+        record.status, record.activated, record.retired = KeyStatus.ACTIVE, now, None
+        return current
 
 
 def format_time(value: datetime) -> str:
@@ -312,7 +334,7 @@ class Keystore:
         if source is None or source == "" or source == b"":
             raise PassphraseError(
                 f"keystore {self.path} is encrypted and no passphrase was given "
-                f"(set {ENV_PASSPHRASE}, use --passphrase-file, or run in a terminal)"
+                "(open it as Keystore(path, passphrase=...))"
             )
         return source.encode("utf-8") if isinstance(source, str) else bytes(source)
 
@@ -542,8 +564,8 @@ def _parse(doc: Any) -> KeystoreData:
 def _parse_key(entry: Any, where: str, encrypted: bool) -> KeyRecord:
     _want(entry, dict, where)
     kid = _want(entry.get("kid"), str, f"{where}.kid")
-    if not kid or len(kid) > 256 or not kid.isprintable():
-        raise _Bad(f"{where}.kid must be 1 to 256 printable characters")
+    if not valid_kid(kid):
+        raise _Bad(f"{where}.kid must be {KID_RULE}")
     alg = _want(entry.get("alg"), str, f"{where}.alg")
     if alg not in _jwk.ALGORITHMS:
         raise _Bad(f"{where}.alg {alg!r} is not one of {', '.join(_jwk.ALGORITHMS)}")

@@ -2,9 +2,12 @@
 
 Three ways in:
 
-* :func:`make_client_assertion` signs one assertion with a :class:`SigningKey`.
+* :func:`make_client_assertion` signs one assertion with a signing key: a
+  :class:`~jwktool.keysource.SigningKey`, or any
+  :class:`~jwktool.keysource.SigningKeyProtocol` (a PKCS#11 or KMS key).
 * :class:`Signer` is for long-running applications: opened once on a
-  keystore, thread-safe, it follows rotations made by other processes.
+  keystore (or any :class:`~jwktool.keysource.KeySource`), thread-safe, it
+  follows rotations made by other processes.
 * :func:`create_assertion` is the one-shot form the CLI uses.
 
 The hot path signs through cryptography with a key prepared once; jwcrypto is
@@ -13,38 +16,30 @@ not imported here (it is the JWK layer at the edges, in key import).
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Final
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-)
-
 from . import _jwk
-from .errors import (
-    InputError,
-    KeyNotFoundError,
-    NoActiveKeyError,
+from .errors import InputError
+from .keysource import (
+    KeySource,
+    KeystoreKeySource,
+    SignFunction,
+    SigningKey,
+    SigningKeyProtocol,
+    compact_jws,
+    load_key,
+    prepare,
+    select_record,
 )
-from .keystore import (
-    KeyRecord,
-    KeyStatus,
-    Keystore,
-    KeystoreData,
-    KeystoreLike,
-    format_time,
-    open_keystore,
-)
+from .keystore import Keystore, KeystoreLike, format_time, open_keystore
 from .presets import environment
 
 __all__ = [
@@ -53,7 +48,7 @@ __all__ = [
     "MAX_LIFETIME",
     "ClientAssertion",
     "Signer",
-    "SigningKey",
+    "SigningKey",  # re-exported from jwktool.keysource, where it lives
     "create_assertion",
     "make_client_assertion",
     "resolve_audience",
@@ -72,10 +67,6 @@ _HARD_MAX_LIFETIME: Final = 86400
 REQUIRED_CLAIMS: Final = frozenset({"iss", "sub", "aud", "iat", "exp", "jti"})
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def _new_jti() -> str:
     # A version-4 UUID (122 random bits), formatted without uuid's overhead.
     b = bytearray(os.urandom(16))
@@ -85,82 +76,19 @@ def _new_jti() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _signature_function(alg: str, key: _jwk.PrivateKey) -> Callable[[bytes], bytes]:
-    """Return a function producing the JWS signature bytes (RFC 7518 §3) for ``alg``."""
-    if alg in ("RS256", "PS256") and isinstance(key, rsa.RSAPrivateKey):
-        sha256 = hashes.SHA256()
-        pad: padding.AsymmetricPadding = (
-            padding.PKCS1v15()
-            if alg == "RS256"
-            # RFC 7518 §3.5: MGF1 with SHA-256 and a salt as long as the hash.
-            else padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
-        )
-        rsa_sign = key.sign
-        return lambda data: rsa_sign(data, pad, sha256)
-    if alg in ("ES256", "ES384") and isinstance(key, ec.EllipticCurvePrivateKey):
-        size = 32 if alg == "ES256" else 48
-        algorithm = ec.ECDSA(hashes.SHA256() if alg == "ES256" else hashes.SHA384())
-        ec_sign = key.sign
-
-        def sign_ec(data: bytes) -> bytes:
-            # RFC 7518 §3.4: the JWS form is R || S, each fixed-size, not DER.
-            r, s = decode_dss_signature(ec_sign(data, algorithm))
-            return r.to_bytes(size, "big") + s.to_bytes(size, "big")
-
-        return sign_ec
-    if alg == "EdDSA" and isinstance(key, ed25519.Ed25519PrivateKey):
-        return key.sign
-    raise InputError(f"alg {alg} cannot be used with a {type(key).__name__}")
-
-
-class SigningKey:
-    """A private key prepared once for fast, repeated JWS signing.
-
-    Holds the key object, the signature function and the encoded JWS header
-    (``alg``, ``kid``, ``typ: JWT``), so each assertion costs one signature
-    plus a few microseconds.
-    """
-
-    __slots__ = ("_header_b64", "_sign", "alg", "kid", "status")
-
-    def __init__(
-        self, kid: str, alg: str, key: _jwk.PrivateKey, status: KeyStatus = KeyStatus.ACTIVE
-    ) -> None:
-        self.kid = kid
-        self.alg = alg
-        self.status = status
-        self._sign = _signature_function(alg, key)
-        header = json.dumps({"alg": alg, "kid": kid, "typ": "JWT"}, separators=(",", ":"))
-        self._header_b64 = _b64(header.encode("utf-8"))
-
-    def __repr__(self) -> str:
-        return f"SigningKey(kid={self.kid!r}, alg={self.alg!r})"
-
-    @classmethod
-    def from_jwk(cls, jwk: Mapping[str, Any], alg: str, kid: str) -> SigningKey:
-        """Build from a private JWK, fully validating it (for keys from outside)."""
-        canonical = _jwk.validate_private_jwk(jwk)
-        return cls(kid, _jwk.check_alg(canonical, alg), _jwk.load_private_key(canonical))
-
-    def sign_payload(self, payload: bytes) -> str:
-        """Return the compact JWS of ``payload`` (already JSON) under this key."""
-        signing_input = self._header_b64 + "." + _b64(payload)
-        signature = self._sign(signing_input.encode("ascii"))
-        return signing_input + "." + _b64(signature)
-
-
 def _check_lifetime(lifetime: int, allow_long_lifetime: bool) -> int:
     if isinstance(lifetime, bool) or not isinstance(lifetime, int):
         raise InputError("lifetime must be a whole number of seconds")
     if lifetime <= 0:
-        raise InputError(f"lifetime must be positive, not {lifetime} seconds")
+        raise InputError(f"lifetime must be positive, not {lifetime} seconds", params=("lifetime",))
     if lifetime > MAX_LIFETIME and not allow_long_lifetime:
         raise InputError(
             f"lifetime {lifetime} s is over the {MAX_LIFETIME} s Digitaal Vlaanderen accepts; "
-            "allow it explicitly (--allow-long-lifetime) for another server"
+            "allow it explicitly (allow_long_lifetime) for another server",
+            params=("allow_long_lifetime",),
         )
     if lifetime > _HARD_MAX_LIFETIME:
-        raise InputError(f"lifetime over {_HARD_MAX_LIFETIME} s is refused")
+        raise InputError(f"lifetime over {_HARD_MAX_LIFETIME} s is refused", params=("lifetime",))
     return lifetime
 
 
@@ -214,7 +142,7 @@ def _claims_prefix(client_id: str, audience: str) -> str:
 
 
 def make_client_assertion(
-    key: SigningKey,
+    key: SigningKeyProtocol,
     client_id: str,
     audience: str,
     *,
@@ -230,12 +158,15 @@ def make_client_assertion(
     string); ``iat`` = now; ``exp`` = ``iat`` + ``lifetime``; a fresh ``jti``
     (a random UUID) unless one is injected. Header: ``alg``, ``kid``, ``typ``.
 
+    :param key: a :class:`SigningKey` or any other signing key implementation.
     :param lifetime: seconds, default 300; over 600 refused unless
         ``allow_long_lifetime``.
     :param now: seconds since the epoch or an aware datetime (for tests).
     :param extra_claims: added claims; naming a required claim is an error.
-    :raises InputError: bad lifetime, client id, audience or extra claims.
+    :raises InputError: bad lifetime, client id, audience or extra claims; a key
+        whose alg or kid is not usable.
     """
+    header, sign = prepare(key)
     _check_lifetime(lifetime, allow_long_lifetime)
     iat = _timestamp(now)
     payload = (
@@ -245,38 +176,21 @@ def make_client_assertion(
         + _extra_json(extra_claims)
         + "}"
     )
-    return key.sign_payload(payload.encode("utf-8"))
+    return compact_jws(header, sign, payload.encode("utf-8"))
 
 
 def resolve_audience(audience: str | None = None, env: str | None = None) -> str:
     """Return the ``aud``: an explicit audience, or a Digitaal Vlaanderen environment's issuer."""
     if audience and env:
-        raise InputError("give either an audience or an environment, not both")
+        raise InputError("give either audience or env, not both", params=("audience", "env"))
     if env:
         return environment(env).audience
     if audience:
         return audience
-    raise InputError("an audience is needed: --env test|production or --audience URL")
-
-
-def _select(data: KeystoreData, kid: str | None) -> KeyRecord:
-    if kid is None:
-        record = data.active()
-        if record is None:
-            raise NoActiveKeyError(
-                "the keystore has no active key: generate one, or activate a pending key"
-            )
-        return record
-    record = data.find(kid)
-    if record.status is KeyStatus.RETIRED:
-        raise KeyNotFoundError(f"key {kid!r} is retired; jwktool never signs with a retired key")
-    return record
-
-
-def _load_signing_key(store: Keystore, data: KeystoreData, kid: str | None) -> SigningKey:
-    record = _select(data, kid)
-    private = _jwk.load_private_key(store.private_jwk(data, record))
-    return SigningKey(record.kid, record.alg, private, record.status)
+    raise InputError(
+        "an aud is needed: env test|production or audience URL",
+        params=("env", "audience"),
+    )
 
 
 def probe_assertion(keystore: KeystoreLike, kid: str, client_id: str, audience: str) -> str:
@@ -288,39 +202,39 @@ def probe_assertion(keystore: KeystoreLike, kid: str, client_id: str, audience: 
     """
     store = open_keystore(keystore)
     data = store.read()
-    record = data.find(kid)
-    private = _jwk.load_private_key(store.private_jwk(data, record))
-    return make_client_assertion(SigningKey(record.kid, record.alg, private), client_id, audience)
+    return make_client_assertion(load_key(store, data, data.find(kid)), client_id, audience)
 
 
 def signing_thumbprint(keystore: KeystoreLike, kid: str | None = None) -> str:
     """Return the RFC 7638 thumbprint of the key a signer would use (active, or ``kid``)."""
-    record = _select(open_keystore(keystore).read(), kid)
+    record = select_record(open_keystore(keystore).read(), kid)
     return _jwk.thumbprint(record.public)
 
 
 class Signer:
-    """Signs client assertions with a keystore's active key, for the life of a process.
+    """Signs client assertions with a key source's current key, for the life of a process.
 
-    Open it once. :meth:`sign` checks the keystore file's identity (device,
-    inode, mtime, size) with one ``stat``, at most every ``check_interval``
-    seconds; when another process
-    (cron running ``jwktool keys rotate`` or ``activate``) replaced the file,
-    the keystore is re-read and the new active key used from then on. The
-    key is otherwise never re-parsed. Thread-safe.
+    Open it once on a keystore: :meth:`sign` checks the keystore file's
+    identity (device, inode, mtime, size) with one ``stat``, at most every
+    ``check_interval`` seconds; when another process (cron running ``jwktool
+    keys rotate`` or ``activate``) replaced the file, the keystore is re-read
+    and the new active key used from then on. The key is otherwise never
+    re-parsed. Any other :class:`~jwktool.keysource.KeySource` (keys in an HSM
+    or a KMS) is followed the same way, through its ``version()``. Thread-safe.
 
-    :param keystore: a Keystore, a path, or None for the default.
+    :param keystore: a Keystore, a path, None for the default, or a KeySource.
     :param client_id: the client id (``iss`` and ``sub``).
     :param audience: the ``aud``; or give ``env`` (``test``/``production``).
-    :param kid: sign with this (active or pending) key instead of the active one.
+    :param kid: sign with this (active or pending) key instead of the current one.
     :param check_interval: at most this many seconds between two checks of the
-        keystore file (default 0.1; 0 checks on every call). One ``stat`` costs
-        about 2% of an RS256-2048 signature; a rotation is seen within this time.
+        source (default 0.1; 0 checks on every call). For a keystore one
+        ``stat`` costs about 2% of an RS256-2048 signature; a rotation is seen
+        within this time.
     """
 
     def __init__(
         self,
-        keystore: KeystoreLike,
+        keystore: KeystoreLike | KeySource,
         client_id: str,
         audience: str | None = None,
         *,
@@ -330,7 +244,9 @@ class Signer:
         allow_long_lifetime: bool = False,
         check_interval: float = 0.1,
     ) -> None:
-        self._store = open_keystore(keystore)
+        self._source: KeySource = (
+            keystore if isinstance(keystore, KeySource) else KeystoreKeySource(keystore)
+        )
         self.client_id = client_id
         self.audience = resolve_audience(audience, env)
         self.lifetime = _check_lifetime(lifetime, allow_long_lifetime)
@@ -339,65 +255,70 @@ class Signer:
         self._check_interval = check_interval
         self._next_check = 0.0
         self._lock = threading.Lock()
-        self._identity: tuple[int, int, int, int] | None = None
-        self._key: SigningKey | None = None
-        self._reload()
+        self._version: object = None
+        # (key, encoded header, signature function): replaced whole, so a
+        # concurrent sign() sees either the old key or the new one.
+        self._current: tuple[SigningKeyProtocol, str, SignFunction]
+        with self._lock:
+            self._reload()
 
     def __repr__(self) -> str:
+        source = self._source
+        where = (
+            f"keystore={str(source.keystore.path)!r}"
+            if isinstance(source, KeystoreKeySource)
+            else f"source={source!r}"
+        )
         return (
-            f"Signer(keystore={str(self._store.path)!r}, client_id={self.client_id!r}, "
+            f"Signer({where}, client_id={self.client_id!r}, "
             f"audience={self.audience!r}, kid={self.kid!r})"
         )
 
     @property
     def kid(self) -> str:
         """The kid the next assertion will carry (as of the last check)."""
-        assert self._key is not None
-        return self._key.kid
+        return self._current[0].kid
 
     @property
     def alg(self) -> str:
         """The alg of the current signing key."""
-        assert self._key is not None
-        return self._key.alg
+        return self._current[0].alg
+
+    @property
+    def source(self) -> KeySource:
+        """The key source this signer follows."""
+        return self._source
 
     @property
     def keystore(self) -> Keystore:
-        """The keystore this signer reads."""
-        return self._store
+        """The keystore this signer reads.
+
+        :raises InputError: the signer follows another kind of key source.
+        """
+        if isinstance(self._source, KeystoreKeySource):
+            return self._source.keystore
+        raise InputError(f"this signer follows {self._source!r}, not a keystore")
 
     def _reload(self) -> None:
-        data, identity = self._store.read_with_identity()
-        current = self._key
-        record = _select(data, self._kid)
-        if current is not None and current.kid == record.kid and current.alg == record.alg:
-            current.status = record.status  # same key: keep the prepared object
-        else:
-            self._key = _load_signing_key(self._store, data, self._kid)
-        self._identity = identity
+        # The version first: a change between the two calls costs one more
+        # reload later, never a missed rotation.
+        version = self._source.version()
+        key = self._source.current(self._kid)
+        self._current = (key, *prepare(key))
+        self._version = version
 
     def refresh(self) -> None:
-        """Re-read the keystore if it changed on disk (sign() does this itself)."""
-        try:
-            st = os.stat(self._store.path)
-            identity: tuple[int, int, int, int] | None = (
-                st.st_dev,
-                st.st_ino,
-                st.st_mtime_ns,
-                st.st_size,
-            )
-        except OSError:
-            identity = None
-        if identity != self._identity:
+        """Ask the source for its key again if it changed (sign() does this itself)."""
+        version = self._source.version()
+        if version != self._version:
             with self._lock:
-                if identity != self._identity or identity is None:
+                if version != self._version:
                     self._reload()
 
-    def current_key(self) -> SigningKey:
+    def current_key(self) -> SigningKeyProtocol:
         """Return the key the next assertion will be signed with (after a check)."""
         self._maybe_refresh()
-        assert self._key is not None
-        return self._key
+        return self._current[0]
 
     def _maybe_refresh(self) -> None:
         if self._check_interval <= 0:
@@ -417,8 +338,7 @@ class Signer:
     ) -> str:
         """Return a new signed client assertion (a fresh ``jti`` every call)."""
         self._maybe_refresh()
-        key = self._key
-        assert key is not None
+        _, header, sign = self._current
         iat = int(time.time()) if now is None else _timestamp(now)
         payload = (
             self._prefix
@@ -428,7 +348,7 @@ class Signer:
             + _extra_json(extra_claims)
             + "}"
         )
-        return key.sign_payload(payload.encode("utf-8"))
+        return compact_jws(header, sign, payload.encode("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -474,10 +394,8 @@ def create_assertion(
     jti: str | None = None,
 ) -> ClientAssertion:
     """Sign one assertion with the keystore's active key (or ``kid``); the CLI's ``sign``."""
-    store = open_keystore(keystore)
     aud = resolve_audience(audience, env)
-    data = store.read()
-    key = _load_signing_key(store, data, kid)
+    key = KeystoreKeySource(keystore).current(kid)
     token = make_client_assertion(
         key,
         client_id,

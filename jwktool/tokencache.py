@@ -17,13 +17,16 @@ once, so the real file is the one locked and replaced.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ._fileio import (
     MAX_KEYSTORE_BYTES,
@@ -37,16 +40,25 @@ from ._fileio import (
     resolve_keystore_path,
 )
 from ._thumbprint import thumbprint
-from .errors import KeystoreCorruptError, KeystoreNotFoundError, KeystorePermissionError
+from .errors import (
+    KeystoreCorruptError,
+    KeystoreError,
+    KeystoreLockError,
+    KeystoreNotFoundError,
+    KeystorePermissionError,
+)
 from .tokens import AccessToken, from_cache_entry
+
+if TYPE_CHECKING:
+    from .settings import ServerSettings
 
 __all__ = [
     "ENV_TOKEN_CACHE",
     "TokenCache",
+    "TokenCacheBackend",
     "cache_key",
     "cached_token",
     "default_cache_path",
-    "server_id",
 ]
 
 ENV_TOKEN_CACHE: Final = "JWKTOOL_TOKEN_CACHE"  # noqa: S105 (a variable name)
@@ -72,11 +84,31 @@ def cache_key(
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
-def server_id(
-    env: str | None, issuer: str | None, token_endpoint: str | None, audience: str | None
-) -> str:
-    """The server part of a cache key: where tokens come from, as the caller named it."""
-    return " ".join(str(v) for v in (env, issuer, token_endpoint, audience) if v)
+class TokenCacheBackend(Protocol):
+    """What a token cache offers :class:`~jwktool.exchanger.TokenClient` and ``fetch_token``.
+
+    Entries are dicts with at least ``access_token``, ``expires_at`` and
+    ``refresh_at`` (seconds since the epoch), plus ``token_type``,
+    ``expires_in``, ``scope`` and ``raw``; keys come from :func:`cache_key`.
+    The per-user file :class:`TokenCache` implements it; a shared network
+    cache (for a fleet) plugs in here.
+    """
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The entry for ``key`` while it is fresh (before its ``refresh_at``), else None."""
+        ...
+
+    def put(self, key: str, entry: dict[str, Any]) -> None:
+        """Store ``entry`` under ``key`` until its ``expires_at``."""
+        ...
+
+    def lock(self, key: str, timeout: float) -> AbstractContextManager[None]:
+        """Hold the right to fetch ``key`` (single flight), waiting up to ``timeout`` s.
+
+        When the wait runs out, the holder proceeds anyway: a lock is an
+        optimisation (one request instead of N), never a reason to fail.
+        """
+        ...
 
 
 def _signing_thumbprint_light(keystore: str | os.PathLike[str] | None, kid: str | None) -> str:
@@ -109,16 +141,11 @@ def _signing_thumbprint_light(keystore: str | os.PathLike[str] | None, kid: str 
 
 
 def cached_token(
-    cache: TokenCache,
+    cache: TokenCacheBackend,
     keystore: str | os.PathLike[str] | None,
     client_id: str,
+    server: ServerSettings,
     *,
-    env: str | None = None,
-    issuer: str | None = None,
-    token_endpoint: str | None = None,
-    audience: str | None = None,
-    scope: str | None = None,
-    resource: str | None = None,
     kid: str | None = None,
 ) -> AccessToken | None:
     """A still-fresh cached token for these settings, found without HTTP or key loading.
@@ -134,8 +161,8 @@ def cached_token(
         thumb = _signing_thumbprint_light(keystore, kid)
     except (JwktoolError, ValueError, TypeError, RecursionError):
         return None
-    server = server_id(env, issuer, token_endpoint, audience)
-    entry = cache.get(cache_key(server, client_id, scope, thumb, resource))
+    key = cache_key(server.server_id, client_id, server.scope, thumb, server.resource)
+    entry = cache.get(key)
     return from_cache_entry(entry) if entry is not None else None
 
 
@@ -265,6 +292,28 @@ class TokenCache:
             tokens[key] = entry
             content = json.dumps({"version": _VERSION, "tokens": tokens}, indent=1) + "\n"
             atomic_write(self.path, content.encode("utf-8"), "token cache")
+
+    @contextlib.contextmanager
+    def lock(self, key: str, timeout: float) -> Iterator[None]:
+        """Single flight across processes: hold ``<cache>.fetch.lock`` while fetching.
+
+        One lock for every key of this file (a fetch is rare and short). After
+        ``timeout`` seconds of waiting the caller goes on without it.
+        """
+        if self._refused is not None:
+            yield
+            return
+        lock_path = self.path.with_name(self.path.name + ".fetch")
+        try:
+            ensure_private_directory(self.path.parent)
+            with exclusive_lock(lock_path, max(0.0, timeout), "token cache fetch"):
+                yield
+                return
+        except KeystoreLockError:
+            pass  # waited long enough: fetch without it
+        except KeystoreError as exc:
+            self._ignore(exc.message)
+        yield
 
     def clear(self) -> None:
         """Remove every entry (another user's cache file is left alone, with a warning)."""

@@ -74,7 +74,7 @@ def _state(raw: bytes) -> tuple[State, dict[str, Any]]:
 
 def worker(args: argparse.Namespace) -> None:
     """Loop over random operations until killed (or ``--seconds`` pass)."""
-    from jwktool import keys, signer
+    from jwktool import keys, rotation, signer
     from jwktool.errors import InputError, JwktoolError, KeyNotFoundError
     from jwktool.keystore import Keystore
 
@@ -142,7 +142,7 @@ def worker(args: argparse.Namespace) -> None:
                     tokens.append(one.assertion)
                 os.write(sig_fd, "".join(t + "\n" for t in tokens).encode())
             elif op == "rotate":
-                keys.rotate_keys(
+                rotation.rotate_keys(
                     store,
                     min_age=timedelta(seconds=rng.choice([1, 2, 4])),
                     overlap=timedelta(seconds=rng.choice([0, 1, 2])),

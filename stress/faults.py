@@ -21,6 +21,8 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import client_kwargs
+
 from .common import InProcessCli, PartResult, Problems, Stopwatch, judge_cli, workdir
 from .faultproxy import PASS, Fault, FaultProxy, status_fault
 
@@ -90,12 +92,14 @@ class Environment:
         return TokenClient(
             self.keystore,
             WRONG_CLIENT if scenario.client == "wrong" else CLIENT_ID,
-            token_endpoint=proxy.url(server.token_endpoint),
-            audience=server.issuer,
-            scope="not_granted" if scenario.client == "scope" else SCOPES[0],
-            ca_bundle=self.ca_bundle if scenario.mode == "tls" else None,
-            sleep=sleep,
-            **settings,
+            **client_kwargs(
+                token_endpoint=proxy.url(server.token_endpoint),
+                audience=server.issuer,
+                scope="not_granted" if scenario.client == "scope" else SCOPES[0],
+                ca_bundle=self.ca_bundle if scenario.mode == "tls" else None,
+                sleep=sleep,
+                **settings,
+            ),
         )
 
 
@@ -162,7 +166,7 @@ def scenarios(full: bool) -> list[Scenario]:
             [Fault("tls_alert")] * 6,
             mode="tls",
             expect="error",
-            forbid="--ca-bundle",
+            forbid="ca_bundle",
         ),
         Scenario(
             "TLS: certificate from an unknown CA",
@@ -170,7 +174,7 @@ def scenarios(full: bool) -> list[Scenario]:
             mode="tls-untrusted",
             expect="error",
             attempts=1,
-            require="--ca-bundle",
+            require="ca_bundle",
         ),
         Scenario("TLS: reset during handshake", [Fault("reset")], mode="tls", attempts=2),
         Scenario("TLS: hang in handshake", [Fault("hang")], mode="tls", attempts=2),
@@ -180,7 +184,7 @@ def scenarios(full: bool) -> list[Scenario]:
             [Fault("garbage")] * 6,
             mode="tls",
             expect="error",
-            forbid="--ca-bundle",
+            forbid="ca_bundle",
         ),
     ]
 

@@ -46,6 +46,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
+from jwktool.settings import ServerSettings
+from tests.conftest import client_kwargs
+
 from .common import (
     PASSPHRASE,
     CliRun,
@@ -588,7 +591,7 @@ def canned_session(answer: Callable[[Any], Answer]) -> tuple[Any, CannedAdapter]
 @contextlib.contextmanager
 def patched_sessions(answer: Callable[[Any], Answer]) -> Iterator[CannedAdapter]:
     """Make ``jwktool token`` (in this process) use canned answers and never really sleep."""
-    from jwktool import exchanger
+    from jwktool import discovery, exchanger, tokenrequest
 
     adapter_box: list[CannedAdapter] = []
 
@@ -597,16 +600,20 @@ def patched_sessions(answer: Callable[[Any], Answer]) -> Iterator[CannedAdapter]
         adapter_box.append(adapter)
         return session
 
-    original = exchanger._new_session
+    # Every module that opens sessions took new_session by name from jwktool._http.
+    modules = (exchanger, discovery, tokenrequest)
+    originals = [m.new_session for m in modules]
     defaults = exchanger.TokenClient.__init__.__kwdefaults__
     assert defaults is not None
     original_sleep = defaults["sleep"]
-    exchanger._new_session = new_session
+    for module in modules:
+        module.new_session = new_session  # type: ignore[attr-defined]
     defaults["sleep"] = lambda _seconds: None
     try:
         yield CannedAdapterView(adapter_box)  # type: ignore[misc]
     finally:
-        exchanger._new_session = original
+        for module, original in zip(modules, originals, strict=True):
+            module.new_session = original  # type: ignore[attr-defined]
         defaults["sleep"] = original_sleep
 
 
@@ -698,7 +705,7 @@ def _cheap_kdf(data: bytes) -> bool:
 
 
 def check_keystore(h: Harness, tmp: Path, kind: str, data: bytes) -> None:
-    from jwktool import keys, signer
+    from jwktool import keys, rotation, signer
     from jwktool.keys import ExportFormat
 
     example = data[:120]
@@ -714,7 +721,7 @@ def check_keystore(h: Harness, tmp: Path, kind: str, data: bytes) -> None:
         lambda: [i.as_dict() for i in keys.list_keys(store)],
         lambda: keys.export_keys(store),
         lambda: keys.export_keys(store, format=ExportFormat.PEM),
-        lambda: keys.rotate_keys(store, dry_run=True),
+        lambda: rotation.rotate_keys(store, dry_run=True),
     ]
     if cheap:
         reads += [
@@ -739,7 +746,7 @@ def check_keystore(h: Harness, tmp: Path, kind: str, data: bytes) -> None:
 
         writes += [
             lambda: keys.generate_key(store, alg="ES256"),
-            lambda: keys.rotate_keys(store, min_age=timedelta(seconds=1), overlap=timedelta(0)),
+            lambda: rotation.rotate_keys(store, min_age=timedelta(seconds=1), overlap=timedelta(0)),
         ]
     for func in writes:
         write_private(path, data)
@@ -928,12 +935,14 @@ def check_token_response(h: Harness, tmp: Path, answers: list[Answer]) -> None:
 
     session, adapter = canned_session(answer_next)
     client = TokenClient(
-        signer=_signer(tmp),
-        token_endpoint=TOKEN_ENDPOINT,
-        audience=ISSUER,
-        session=session,
-        max_retries=3,
-        sleep=sleeps.append,
+        _signer(tmp),
+        **client_kwargs(
+            token_endpoint=TOKEN_ENDPOINT,
+            audience=ISSUER,
+            max_retries=3,
+            session=session,
+            sleep=sleeps.append,
+        ),
     )
     try:
         client.get_token()
@@ -996,7 +1005,7 @@ def check_discovery(h: Harness, tmp: Path, answer: Answer) -> None:
 
     session, _ = canned_session(serve)
     ok, endpoint = library_call(
-        h, lambda: resolve_endpoint(issuer=ISSUER, session=session), example
+        h, lambda: resolve_endpoint(ServerSettings(issuer=ISSUER), session=session), example
     )
     h.stats.outcome(ok)
     if ok:
@@ -1538,7 +1547,7 @@ def atheris_main(target: str, runs: int, problems_file: str) -> None:
             request_token("a.b.c", TOKEN_ENDPOINT, session=session)
         elif target == "discovery":
             session, _ = canned_session(lambda _r: (200, {}, data))
-            resolve_endpoint(issuer=ISSUER, session=session)
+            resolve_endpoint(ServerSettings(issuer=ISSUER), session=session)
         elif target == "inspect":
             inspect_assertion(data.decode("utf-8", "replace"), keystore=inspect_store)
         elif target == "token-cache":

@@ -213,6 +213,7 @@ def run_part() -> PartResult:
     """Measure every size limit."""
     from jwktool.exchanger import request_token, resolve_endpoint
     from jwktool.keystore import Keystore
+    from jwktool.settings import ServerSettings
 
     clock = Stopwatch()
     result = PartResult("limits")
@@ -263,7 +264,7 @@ def run_part() -> PartResult:
             server = HostileServer(kind)
             try:
                 url = server.url
-                peak, outcome = _peak(partial(resolve_endpoint, issuer=url))
+                peak, outcome = _peak(partial(resolve_endpoint, ServerSettings(issuer=url)))
                 limits.append(
                     Limit(
                         f"100 MB discovery document ({kind})",

@@ -13,7 +13,7 @@ claims are not secret).
 
 Commands run in this process (click's CliRunner, with every logger at DEBUG
 captured) and as real processes (``python -c`` with logging at DEBUG on
-stderr). The test authorization server's own log (``tests.integration.authserver``,
+stderr). The test authorization server's own log (``jwktool.testing.authserver``,
 ``werkzeug``, ``authlib``, ``flask``) is not jwktool's and is left out.
 
 (The module is not called ``secrets``: that would shadow the standard library
@@ -55,7 +55,13 @@ WRONG_PASSPHRASE = "wrong-passphrase-0123456789"  # noqa: S105 (a test value)
 PEM_PASSPHRASE = "pem-passphrase-9876543210"  # noqa: S105 (a test value)
 CLIENT_ID = "secret-scan-client"
 OTHER_CLIENT = "registered-with-another-key"
-SERVER_LOGGERS = ("tests.integration.authserver", "werkzeug", "authlib", "flask")
+SERVER_LOGGERS = (
+    "jwktool.testing.authserver",
+    "tests.integration.authserver",
+    "werkzeug",
+    "authlib",
+    "flask",
+)
 PRIVATE = ("d", "p", "q", "dp", "dq", "qi", "k")
 
 
@@ -174,7 +180,7 @@ import logging, os, sys
 logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
                     format="%(name)s %(levelname)s %(message)s")
 logging.captureWarnings(True)
-for name in ("tests.integration.authserver", "werkzeug"):
+for name in ("jwktool.testing.authserver", "tests.integration.authserver", "werkzeug"):
     logging.getLogger(name).disabled = True
 from jwktool import signer
 _original = signer.SigningKey.sign_payload

@@ -181,3 +181,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+# -- token-side helpers ---------------------------------------------------------------------
+
+_SERVER_KEYS = frozenset(
+    {"env", "issuer", "token_endpoint", "audience", "scope", "resource", "ca_bundle", "timeout"}
+)
+_RETRY_KEYS = frozenset({"max_retries", "backoff", "max_backoff", "max_wait"})
+
+
+def client_kwargs(**flat: Any) -> dict[str, Any]:
+    """Spell flat test options the way TokenClient takes them: server=, retry= and the rest.
+
+    ``client_kwargs(token_endpoint=u, audience=a, max_retries=0, sleep=f)`` gives
+    ``{"server": ServerSettings(token_endpoint=u, audience=a), "retry":
+    RetryPolicy(max_retries=0), "sleep": f}``. ``deadline`` goes to the server settings.
+    """
+    from jwktool.settings import RetryPolicy, ServerSettings
+
+    server = {k: flat.pop(k) for k in list(flat) if k in _SERVER_KEYS or k == "deadline"}
+    retry = {k: flat.pop(k) for k in list(flat) if k in _RETRY_KEYS}
+    out: dict[str, Any] = {"server": ServerSettings(**server), **flat}
+    if retry:
+        out["retry"] = RetryPolicy(**retry)
+    return out

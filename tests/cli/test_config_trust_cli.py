@@ -76,8 +76,9 @@ def requests_made(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
     made: list[dict[str, Any]] = []
 
-    def fake_fetch_token(store: Any, client_id: str, **kwargs: Any) -> Any:
-        made.append({"client_id": client_id, **kwargs})
+    def fake_fetch_token(store: Any, client_id: str, server: Any, **kwargs: Any) -> Any:
+        where = ("env", "issuer", "token_endpoint", "audience", "scope", "resource", "ca_bundle")
+        made.append({"client_id": client_id, **{n: getattr(server, n) for n in where}, **kwargs})
         return SimpleNamespace(access_token="tok", as_dict=lambda: {"access_token": "tok"})
 
     monkeypatch.setattr(jwktool.exchanger, "fetch_token", fake_fetch_token)
@@ -238,7 +239,8 @@ def test_a_profiles_ca_bundle_is_not_used_for_a_server_given_explicitly(
     assert cli("token", "--issuer", GOOD).exit_code == EXIT_OK
     assert requests_made[-1]["issuer"] == GOOD
     assert requests_made[-1]["ca_bundle"] is None
-    assert cli("token", env={"JWKTOOL_TOKEN_ENDPOINT": GOOD + "/t"}).exit_code == EXIT_OK
+    explicit = {"JWKTOOL_TOKEN_ENDPOINT": GOOD + "/t", "JWKTOOL_AUDIENCE": GOOD}
+    assert cli("token", env=explicit).exit_code == EXIT_OK
     assert requests_made[-1]["ca_bundle"] is None
     # A CA given as explicitly as the server is used.
     assert cli("token", "--issuer", GOOD, "--ca-bundle", own_ca).exit_code == EXIT_OK

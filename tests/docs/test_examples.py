@@ -174,6 +174,29 @@ def test_examples_use_the_example_client_id() -> None:
     assert not wrong, f"use the example Client-ID {EXAMPLE_CLIENT_ID}:\n" + "\n".join(wrong)
 
 
+def test_saved_scripts_are_made_executable_in_the_same_block() -> None:
+    """A script the reader saves is made executable where it is written.
+
+    A shell script is shown as ``cat > NAME <<'EOF'`` ... ``EOF`` followed by
+    ``chmod +x NAME`` in the same block, so that pasting the block leaves a
+    script that runs; a bare script under a ``file`` marker would be saved
+    executable by this harness, but not by a reader.
+    """
+    import re
+
+    heredoc = re.compile(r"""cat\s+>\s*(?P<name>\S+)\s+<<-?\s*['"]?(?P<end>\w+)['"]?\n#!""")
+    wrong = []
+    for blocks in _all_blocks().values():
+        for b in blocks:
+            if b.kind == "file" and b.code.startswith("#!"):
+                wrong.append(f"{b.where}: a script under a 'file' marker; write it with cat > NAME")
+            for found in heredoc.finditer(b.code):
+                name = re.escape(found.group("name"))
+                if not re.search(rf"chmod\s+(\+x|[0-7]*[1357][0-7]{{2}}|u\+x)\s+{name}\b", b.code):
+                    wrong.append(f"{b.where}: {found.group('name')} is written but not chmod +x")
+    assert not wrong, "\n".join(wrong)
+
+
 @pytest.fixture(scope="module")
 def portal() -> Iterator[AuthServer]:
     server = start_auth_server()

@@ -23,6 +23,7 @@ from jwktool import keys
 from jwktool.errors import InputError, KeystorePermissionError, ServerRejectedError
 from jwktool.exchanger import fetch_token, request_token
 from jwktool.keystore import Keystore
+from jwktool.settings import ServerSettings
 from jwktool.signer import Signer
 from jwktool.tokencache import TokenCache
 
@@ -161,9 +162,9 @@ def test_a_ca_bundle_others_may_write_is_refused(store: Path, tmp_path: Path, mo
         fetch_token(
             store,
             CLIENT_ID,
-            token_endpoint="https://127.0.0.1:9/token",
-            audience="x",
-            ca_bundle=str(bundle),
+            ServerSettings(
+                token_endpoint="https://127.0.0.1:9/token", audience="x", ca_bundle=str(bundle)
+            ),
         )
 
 
@@ -175,9 +176,9 @@ def test_a_ca_bundle_of_another_user_is_refused(store: Path, tmp_path: Path) -> 
         fetch_token(
             store,
             CLIENT_ID,
-            token_endpoint="https://127.0.0.1:9/token",
-            audience="x",
-            ca_bundle=str(bundle),
+            ServerSettings(
+                token_endpoint="https://127.0.0.1:9/token", audience="x", ca_bundle=str(bundle)
+            ),
         )
 
 
@@ -276,7 +277,7 @@ def test_the_metrics_file_is_not_taken_from_the_environment(
 )
 def test_an_ambiguous_url_is_refused(store: Path, url: str) -> None:
     with pytest.raises(InputError):
-        fetch_token(store, CLIENT_ID, token_endpoint=url, audience="x")
+        fetch_token(store, CLIENT_ID, ServerSettings(token_endpoint=url, audience="x"))
 
 
 # -- F8: a FIFO at the passphrase file's path --------------------------------------------------

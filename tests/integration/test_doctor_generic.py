@@ -14,6 +14,7 @@ from pathlib import Path
 from jwktool import keys
 from jwktool.doctor import run_doctor
 from jwktool.errors import EXIT_OK
+from jwktool.settings import ServerSettings
 
 from ..conftest import CliInvoke
 from .authserver import AuthServer
@@ -63,8 +64,9 @@ def test_doctor_without_a_request_reports_generic_aud_as_information(
     report = run_doctor(
         store,
         CLIENT_ID,
-        token_endpoint=auth_server.token_endpoint,
-        audience=auth_server.token_endpoint,
+        ServerSettings(
+            token_endpoint=auth_server.token_endpoint, audience=auth_server.token_endpoint
+        ),
         request=False,
     )
     assert report.ok
@@ -77,12 +79,11 @@ def test_a_real_failure_still_fails_on_a_generic_server(
 ) -> None:
     """The server refuses this aud: doctor fails on the token check, as it should."""
     store = _store(tmp_path, auth_server)
-    report = run_doctor(
-        store,
-        CLIENT_ID,
-        token_endpoint=auth_server.token_endpoint,
-        audience=auth_server.token_endpoint,  # not in auth_server.audiences
+    # the token endpoint as aud: not in auth_server.audiences
+    server = ServerSettings(
+        token_endpoint=auth_server.token_endpoint, audience=auth_server.token_endpoint
     )
+    report = run_doctor(store, CLIENT_ID, server)
     assert not report.ok
     (token,) = [c for c in report.checks if c.name == "token"]
     assert token.level == "fail"

@@ -18,10 +18,12 @@ from typing import Any
 
 import pytest
 
-from jwktool import keys
+from jwktool import keys, rotation
+from jwktool._redact import redacted
 from jwktool.doctor import run_doctor
 from jwktool.errors import InputError, ServerRejectedError, ServerUnreachableError
-from jwktool.exchanger import _redacted, fetch_token, key_verifier, request_token
+from jwktool.exchanger import fetch_token, key_verifier, request_token
+from jwktool.settings import ServerSettings
 from jwktool.signer import Signer
 from jwktool.tokencache import cache_key
 
@@ -90,13 +92,13 @@ def _assertion(store: Path, aud: str) -> str:
 def test_rotate_verify_with_a_wrong_client_id_fails_instead_of_waiting(
     store: Path, auth_server: AuthServer
 ) -> None:
-    staged = keys.rotate_keys(store, min_age=timedelta(0)).staged_key
+    staged = rotation.rotate_keys(store, min_age=timedelta(0)).staged_key
     assert staged is not None
     auth_server.register_client(CLIENT_ID, json.loads(keys.export_keys(store)), ["gipod_pdo_read"])
-    verify = key_verifier(store, "not-the-client", issuer=auth_server.issuer)
+    verify = key_verifier(store, "not-the-client", ServerSettings(issuer=auth_server.issuer))
     before = store.read_bytes()
     with pytest.raises(ServerRejectedError) as caught:
-        keys.rotate_keys(store, verify=verify)
+        rotation.rotate_keys(store, verify=verify)
     assert "refuses the active key" in caught.value.message
     assert store.read_bytes() == before
 
@@ -106,9 +108,9 @@ def test_rotate_verify_refuses_a_pending_alg_the_metadata_excludes(
 ) -> None:
     auth_server.algorithms = ["ES256"]
     keys.generate_key(store, alg="EdDSA")  # pending
-    verify = key_verifier(store, CLIENT_ID, issuer=auth_server.issuer)
+    verify = key_verifier(store, CLIENT_ID, ServerSettings(issuer=auth_server.issuer))
     with pytest.raises(ServerRejectedError) as caught:
-        keys.rotate_keys(store, verify=verify)
+        rotation.rotate_keys(store, verify=verify)
     assert caught.value.error == "unsupported_algorithm"
     assert "can never be accepted" in caught.value.message
     assert auth_server.token_requests == 0  # refused from the metadata, no request wasted
@@ -121,7 +123,7 @@ def test_doctor_names_an_algorithm_the_metadata_excludes(
     store: Path, auth_server: AuthServer
 ) -> None:
     auth_server.algorithms = ["RS256"]
-    report = run_doctor(store, CLIENT_ID, issuer=auth_server.issuer, request=False)
+    report = run_doctor(store, CLIENT_ID, ServerSettings(issuer=auth_server.issuer), request=False)
     (metadata,) = [c for c in report.checks if c.name == "metadata"]
     assert metadata.level == "fail"
     assert "not ES256" in metadata.message
@@ -130,7 +132,10 @@ def test_doctor_names_an_algorithm_the_metadata_excludes(
 def test_doctor_does_not_call_a_404_token_endpoint_ok(store: Path, auth_server: AuthServer) -> None:
     wrong = auth_server.issuer + "/wrong"
     report = run_doctor(
-        store, CLIENT_ID, token_endpoint=wrong, audience=auth_server.issuer, request=False
+        store,
+        CLIENT_ID,
+        ServerSettings(token_endpoint=wrong, audience=auth_server.issuer),
+        request=False,
     )
     (server,) = [c for c in report.checks if c.name == "server"]
     assert server.level == "warn"
@@ -138,8 +143,7 @@ def test_doctor_does_not_call_a_404_token_endpoint_ok(store: Path, auth_server: 
     right = run_doctor(
         store,
         CLIENT_ID,
-        token_endpoint=auth_server.token_endpoint,
-        audience=auth_server.issuer,
+        ServerSettings(token_endpoint=auth_server.token_endpoint, audience=auth_server.issuer),
         request=False,
     )
     (server,) = [c for c in right.checks if c.name == "server"]
@@ -195,9 +199,11 @@ def test_a_ca_bundle_without_certificates_is_bad_input(store: Path, tmp_path: Pa
         fetch_token(
             store,
             CLIENT_ID,
-            token_endpoint="https://127.0.0.1:9/token",
-            audience="https://127.0.0.1:9",
-            ca_bundle=str(empty),
+            ServerSettings(
+                token_endpoint="https://127.0.0.1:9/token",
+                audience="https://127.0.0.1:9",
+                ca_bundle=str(empty),
+            ),
         )
 
 
@@ -214,9 +220,9 @@ def test_no_time_left_for_a_retry_after_says_why(store: Path, auth_server: AuthS
         fetch_token(
             store,
             CLIENT_ID,
-            token_endpoint=auth_server.token_endpoint,
-            audience=auth_server.issuer,
-            deadline=3,
+            ServerSettings(
+                token_endpoint=auth_server.token_endpoint, audience=auth_server.issuer, deadline=3
+            ),
         )
     assert "past the time limit" in caught.value.message
     assert auth_server.token_requests == 1
@@ -227,7 +233,7 @@ def test_no_discovery_document_lists_every_url_tried(origin: Callable[[Answer], 
 
     base = origin(lambda p: (404, {}, b"not here"))
     with pytest.raises(ServerUnreachableError) as caught:
-        resolve_endpoint(issuer=base + "/realm")
+        resolve_endpoint(ServerSettings(issuer=base + "/realm"))
     assert caught.value.message.count("/.well-known/") == 3
 
 
@@ -235,7 +241,7 @@ def test_no_discovery_document_lists_every_url_tried(origin: Callable[[Answer], 
 
 
 def test_the_trace_keeps_endpoint_metadata_and_hides_secrets() -> None:
-    shown = _redacted(
+    shown = redacted(
         {
             "token_endpoint": "https://idp.example/token",
             "token_endpoint_auth_signing_alg_values_supported": ["RS256"],

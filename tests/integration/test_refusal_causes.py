@@ -15,6 +15,7 @@ import pytest
 from jwktool import keys
 from jwktool.errors import ServerRejectedError
 from jwktool.exchanger import fetch_token
+from jwktool.settings import ServerSettings
 
 from .authserver import AuthServer
 
@@ -23,7 +24,9 @@ CLIENT_ID = "0b5e3b7e-5d1c-4b8e-9a57-3f0c1d2e4a11"
 
 def _refusal(server: AuthServer, store: Path, client_id: str, aud: str) -> str:
     with pytest.raises(ServerRejectedError) as caught:
-        fetch_token(store, client_id, token_endpoint=server.token_endpoint, audience=aud)
+        fetch_token(
+            store, client_id, ServerSettings(token_endpoint=server.token_endpoint, audience=aud)
+        )
     assert caught.value.error == "invalid_client"
     return caught.value.message
 

@@ -26,7 +26,9 @@ import requests
 from jwktool import keys
 from jwktool.doctor import run_doctor
 from jwktool.exchanger import Endpoint, TokenClient, origin, request_token, resolve_endpoint
+from jwktool.settings import ServerSettings
 
+from ..conftest import client_kwargs
 from .authserver import AuthServer
 
 CLIENT_ID = "0b5e3b7e-5d1c-4b8e-9a57-3f0c1d2e4a11"
@@ -92,10 +94,12 @@ def _client(server: AuthServer, store: Path) -> TokenClient:
     return TokenClient(
         store,
         CLIENT_ID,
-        token_endpoint=server.token_endpoint,
-        audience=server.issuer,
-        scope="gipod_pdo_read",
-        timeout=(2, 5),
+        **client_kwargs(
+            token_endpoint=server.token_endpoint,
+            audience=server.issuer,
+            scope="gipod_pdo_read",
+            timeout=(2, 5),
+        ),
     )
 
 
@@ -270,8 +274,10 @@ def test_doctor_flags_a_discovered_token_endpoint_on_another_host(
     holder["issuer"] = f"http://127.0.0.1:{discovery.port}/op"
     server.audiences.append(holder["issuer"])
     try:
-        endpoint = resolve_endpoint(issuer=holder["issuer"], timeout=(2, 5))
-        report = run_doctor(store, CLIENT_ID, issuer=holder["issuer"], timeout=(2, 5))
+        endpoint = resolve_endpoint(ServerSettings(issuer=holder["issuer"], timeout=(2, 5)))
+        report = run_doctor(
+            store, CLIENT_ID, ServerSettings(issuer=holder["issuer"], timeout=(2, 5))
+        )
     finally:
         discovery.close()
     assert endpoint.warnings

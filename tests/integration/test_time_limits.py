@@ -34,7 +34,9 @@ from cryptography.x509.oid import NameOID
 from jwktool import keys
 from jwktool.errors import ServerUnreachableError
 from jwktool.exchanger import TokenClient, request_token, resolve_endpoint
+from jwktool.settings import ServerSettings
 
+from ..conftest import client_kwargs
 from .authserver import AuthServer, start_auth_server
 
 CLIENT_ID = "0b5e3b7e-5d1c-4b8e-9a57-3f0c1d2e4a11"
@@ -162,14 +164,16 @@ def test_the_deadline_covers_attempts_and_backoffs(silent: Silent, store: Path) 
     client = TokenClient(
         store,
         CLIENT_ID,
-        token_endpoint=url + "/v1/token",
-        audience=url,
-        timeout=(1.0, 1.0),
-        max_retries=10,
-        backoff=0.3,
-        deadline=3.0,
-        progress=lines.append,
-        sleep=sleep,
+        **client_kwargs(
+            token_endpoint=url + "/v1/token",
+            audience=url,
+            timeout=(1.0, 1.0),
+            deadline=3.0,
+            max_retries=10,
+            backoff=0.3,
+            progress=lines.append,
+            sleep=sleep,
+        ),
     )
     started = time.monotonic()
     with client, pytest.raises(ServerUnreachableError):
@@ -207,7 +211,7 @@ def test_no_progress_line_for_a_quick_answer(store: Path) -> None:
     server = start_auth_server()
     lines: list[str] = []
     try:
-        resolve_endpoint(issuer=server.issuer, budget=Budget(5.0, lines.append))
+        resolve_endpoint(ServerSettings(issuer=server.issuer), budget=Budget(5.0, lines.append))
     finally:
         server.stop()
     assert lines == []
@@ -283,7 +287,9 @@ def _tls_error(tmp: Path, leaf: tuple[Path, Path], ca_bundle: str | None) -> str
     server = AuthServer(tls=leaf).start()
     try:
         with pytest.raises(ServerUnreachableError) as caught:
-            resolve_endpoint(issuer=server.issuer, ca_bundle=ca_bundle, timeout=(2, 2))
+            resolve_endpoint(
+                ServerSettings(issuer=server.issuer, ca_bundle=ca_bundle, timeout=(2, 2))
+            )
     finally:
         server.stop()
     assert caught.value.retryable is False
@@ -324,7 +330,7 @@ def test_tls_expired_certificate_is_named_without_the_ca_hint(tmp_path: Path) ->
 
 def _unreachable(url: str) -> ServerUnreachableError:
     with pytest.raises(ServerUnreachableError) as caught:
-        resolve_endpoint(issuer=url, timeout=(2, 2))
+        resolve_endpoint(ServerSettings(issuer=url, timeout=(2, 2)))
     return caught.value
 
 

@@ -29,9 +29,10 @@ from jwktool.errors import (
 )
 from jwktool.exchanger import Endpoint, TokenClient, request_token, resolve_endpoint
 from jwktool.keys import ExportFormat
+from jwktool.settings import ServerSettings
 from jwktool.signer import SigningKey, make_client_assertion
 
-from ..conftest import CliInvoke, assert_one_line_error
+from ..conftest import CliInvoke, assert_one_line_error, client_kwargs
 from .authserver import AuthServer
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
@@ -83,7 +84,7 @@ def make_client(server: AuthServer, store: Path, **kwargs: Any) -> TokenClient:
     kwargs.setdefault("scope", "gipod_pdo_read")
     kwargs.setdefault("timeout", (2, 5))
     kwargs.setdefault("sleep", lambda seconds: None)
-    return TokenClient(store, CLIENT_ID, **kwargs)
+    return TokenClient(store, CLIENT_ID, **client_kwargs(**kwargs))
 
 
 class RecordingSession(requests.Session):
@@ -261,7 +262,7 @@ def test_invalid_scope_names_the_portal(server: AuthServer, store: Path) -> None
 
 
 def test_resolve_endpoint_by_discovery(server: AuthServer) -> None:
-    endpoint = resolve_endpoint(issuer=server.issuer)
+    endpoint = resolve_endpoint(ServerSettings(issuer=server.issuer))
     assert endpoint == Endpoint(server.token_endpoint, server.issuer, server.issuer)
 
 
@@ -304,7 +305,7 @@ def test_tls_without_the_ca_bundle_fails_cleanly(
         pytest.raises(ServerUnreachableError) as caught,
     ):
         client.get_token()
-    assert "--ca-bundle" in caught.value.message
+    assert "ca_bundle" in caught.value.message
     assert caught.value.exit_code == EXIT_SERVER_UNREACHABLE
     assert caught.value.retryable is False
     assert delays == []

@@ -19,6 +19,7 @@ from stress import faults
 from stress.faultproxy import PASS, Fault, FaultProxy, status_fault
 from stress.findings import unexplained
 
+from ..conftest import client_kwargs
 from ..integration.authserver import AuthServer, start_auth_server
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
@@ -54,11 +55,13 @@ def _client(store: Path, server: AuthServer, proxy: FaultProxy, client_id: str) 
     return TokenClient(
         store,
         client_id,
-        token_endpoint=proxy.url(server.token_endpoint),
-        audience=server.issuer,
-        timeout=(1.0, 1.0),
-        max_retries=3,
-        sleep=lambda _s: None,
+        **client_kwargs(
+            token_endpoint=proxy.url(server.token_endpoint),
+            audience=server.issuer,
+            timeout=(1.0, 1.0),
+            max_retries=3,
+            sleep=lambda _s: None,
+        ),
     )
 
 

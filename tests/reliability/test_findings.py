@@ -22,12 +22,13 @@ from jwktool import keys
 from jwktool.errors import JwktoolError, ServerUnreachableError
 from jwktool.exchanger import TokenClient, request_token, resolve_endpoint
 from jwktool.inspection import inspect_assertion
+from jwktool.settings import ServerSettings
 from jwktool.signer import create_assertion
 from stress.common import templates, write_private
 from stress.faultproxy import PASS, Fault, FaultProxy, status_fault
 from stress.fuzz import canned_session, patched_sessions
 
-from ..conftest import CliInvoke, RunCli, assert_one_line_error
+from ..conftest import CliInvoke, RunCli, assert_one_line_error, client_kwargs
 from ..integration.authserver import AuthServer, make_test_ca, start_auth_server
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
@@ -93,7 +94,7 @@ def test_deep_nesting_is_a_documented_error_token_response(status: int) -> None:
 def test_deep_nesting_is_a_documented_error_discovery() -> None:
     session, _ = canned_session(lambda _r: (200, {}, DEEP))
     with pytest.raises(ServerUnreachableError):
-        resolve_endpoint(issuer=ISSUER, session=session)
+        resolve_endpoint(ServerSettings(issuer=ISSUER), session=session)
 
 
 def test_deep_nesting_is_a_documented_error_token_cache(tmp_path: Path) -> None:
@@ -266,9 +267,9 @@ def client_for(store: Path, server: AuthServer, proxy: FaultProxy, **kw: Any) ->
     return TokenClient(
         store,
         CLIENT_ID,
-        token_endpoint=proxy.url(server.token_endpoint),
-        audience=server.issuer,
-        **settings,
+        **client_kwargs(
+            token_endpoint=proxy.url(server.token_endpoint), audience=server.issuer, **settings
+        ),
     )
 
 
@@ -401,7 +402,7 @@ def test_an_unparseable_url_is_a_documented_error_discovery() -> None:
     doc = {"issuer": ISSUER, "token_endpoint": "https://]as.example/op/v1/token"}
     session, _ = canned_session(lambda _r: (200, {}, json.dumps(doc).encode()))
     with pytest.raises(JwktoolError):
-        resolve_endpoint(issuer=ISSUER, session=session)
+        resolve_endpoint(ServerSettings(issuer=ISSUER), session=session)
 
 
 def test_inspect_with_a_tiny_rsa_key_in_the_jwks() -> None:

@@ -24,16 +24,14 @@ import requests
 import requests.adapters
 from requests.structures import CaseInsensitiveDict
 
-from jwktool import exchanger, keys
+from jwktool import keys, settings, tokenrequest
+from jwktool._http import MAX_RESPONSE_BYTES
 from jwktool.errors import InputError, ServerRejectedError, ServerUnreachableError
-from jwktool.exchanger import (
-    DEFAULT_EXPIRES_IN,
-    MAX_RESPONSE_BYTES,
-    AccessToken,
-    TokenClient,
-    request_token,
-)
+from jwktool.exchanger import AccessToken, TokenClient
 from jwktool.signer import ASSERTION_TYPE
+from jwktool.tokenrequest import DEFAULT_EXPIRES_IN, request_token
+
+from ..conftest import client_kwargs
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
 
@@ -184,7 +182,7 @@ def make_client(store: Path, adapter: CannedAdapter, **kwargs: Any) -> TokenClie
     kwargs.setdefault("token_endpoint", TOKEN_URL)
     kwargs.setdefault("audience", ISSUER)
     kwargs.setdefault("sleep", lambda seconds: None)
-    return TokenClient(store, CLIENT_ID, session=session_for(adapter), **kwargs)
+    return TokenClient(store, CLIENT_ID, **client_kwargs(session=session_for(adapter), **kwargs))
 
 
 def assert_clean(exc: BaseException) -> None:
@@ -220,7 +218,7 @@ def test_form_parameters_sent() -> None:
         "client_id": [CLIENT_ID],
         "resource": ["https://api.example.test/"],
     }
-    assert adapter.send_kwargs[0]["timeout"] == exchanger.DEFAULT_TIMEOUT
+    assert adapter.send_kwargs[0]["timeout"] == settings.DEFAULT_TIMEOUT
 
 
 def test_optional_parameters_are_left_out() -> None:
@@ -474,7 +472,7 @@ def test_a_slow_clock_is_named_too() -> None:
     assert re.search(r"clock is off by \+(299|300|301) s", caught.value.hint)
 
 
-@pytest.mark.parametrize("error", sorted(exchanger.FATAL_ERRORS))
+@pytest.mark.parametrize("error", sorted(tokenrequest.FATAL_ERRORS))
 def test_oauth_errors_are_never_retried(store: Path, error: str) -> None:
     adapter = CannedAdapter(reply(400, {"error": error, "error_description": "no"}))
     delays: list[float] = []
@@ -621,11 +619,16 @@ def test_backoff_doubles_with_jitter_and_is_capped(
     pick: Callable[[float, float], float],
     expected: list[float],
 ) -> None:
-    monkeypatch.setattr(exchanger.random, "uniform", pick)
     adapter = CannedAdapter(*[reply(503, b"")] * 4, reply(200, token_body()))
     delays: list[float] = []
     with make_client(
-        store, adapter, sleep=delays.append, max_retries=4, backoff=0.5, max_backoff=3.0
+        store,
+        adapter,
+        jitter=pick,
+        sleep=delays.append,
+        max_retries=4,
+        backoff=0.5,
+        max_backoff=3.0,
     ) as client:
         assert client.get_token().access_token == SECRET
         assert client.requests_sent == 5
@@ -633,12 +636,17 @@ def test_backoff_doubles_with_jitter_and_is_capped(
 
 
 def test_retries_stop_at_max_wait(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(exchanger.random, "uniform", lambda low, high: high)
     adapter = CannedAdapter(*[reply(500, b"")] * 10)
     delays: list[float] = []
     with (
         make_client(
-            store, adapter, sleep=delays.append, max_retries=9, backoff=1.0, max_wait=4.0
+            store,
+            adapter,
+            jitter=lambda low, high: high,
+            sleep=delays.append,
+            max_retries=9,
+            backoff=1.0,
+            max_wait=4.0,
         ) as client,
         pytest.raises(ServerUnreachableError),
     ):
@@ -667,7 +675,7 @@ def test_tls_errors_are_not_retried_and_name_ca_bundle(store: Path) -> None:
     adapter = CannedAdapter(bad_cert)
     with make_client(store, adapter) as client, pytest.raises(ServerUnreachableError) as caught:
         client.get_token()
-    assert "--ca-bundle" in caught.value.message
+    assert "ca_bundle" in caught.value.message
     assert len(adapter.sent) == 1
 
 

@@ -292,11 +292,10 @@ def test_typ_other_than_jwt_is_a_warning(rs_store: Path, rs_key: SigningKey) -> 
     head = b64u(json.dumps({"alg": "RS256", "kid": rs_key.kid}).encode())
     # re-sign so that only typ differs
     raw = (head + "." + body).encode()
-    from jwktool import _jwk
-    from jwktool.signer import _signature_function
+    from jwktool import _jwa, _jwk
 
     private = _jwk.load_private_key(private_jwk(rs_store, rs_key.kid))
-    token = f"{head}.{body}.{b64u(_signature_function('RS256', private)(raw))}"
+    token = f"{head}.{body}.{b64u(_jwa.signature_function('RS256', private)(raw))}"
     report = inspect_assertion(token, keystore=rs_store, now=NOW)
     assert levels(report)["typ"] == "warn"
     assert levels(report)["signature"] == "ok"

@@ -408,7 +408,7 @@ def test_pem_formats_import_to_the_rfc_jwk(
 
 def test_encrypted_pem_without_passphrase_says_so() -> None:
     pem = _pem(ec_key_from(A2_EC), PKCS8, PASSPHRASE)
-    with pytest.raises(KeyValidationError, match=r"encrypted.*--pem-passphrase-file"):
+    with pytest.raises(KeyValidationError, match=r"encrypted.*pem_passphrase"):
         _jwk.parse_key_material(pem)
 
 

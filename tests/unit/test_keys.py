@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from jwktool import _jwk, keys
+from jwktool import _jwk, keys, rotation
 from jwktool.errors import (
     EXIT_OK,
     EXIT_ROTATE_CHANGED,
@@ -21,7 +21,7 @@ from jwktool.errors import (
     KeyValidationError,
     NoActiveKeyError,
 )
-from jwktool.keys import ExportFormat, KeyInfo, RotationResult
+from jwktool.keys import ExportFormat, KeyInfo
 from jwktool.keystore import KeyStatus, Keystore
 
 from ..conftest import PRIVATE_MEMBERS, load_vector, private_values
@@ -155,8 +155,8 @@ def test_generate_refuses_bad_kid(keystore_path: Path, kid: str) -> None:
     ("alg", "size", "error", "message"),
     [
         ("RS256", 1024, KeyValidationError, "1024 bits refused"),
-        ("RS256", 2560, InputError, "RSA size must be one of 2048, 3072, 4096"),
-        ("ES256", 2048, InputError, "--size applies to RSA keys only"),
+        ("RS256", 2560, InputError, "size must be one of 2048, 3072, 4096"),
+        ("ES256", 2048, InputError, "size applies to RSA keys only"),
         ("HS256", None, InputError, "unsupported alg 'HS256'"),
         ("none", None, InputError, "unsupported alg 'none'"),
     ],
@@ -284,8 +284,8 @@ def test_import_pem_with_explicit_alg_and_kid(keystore_path: Path) -> None:
 @pytest.mark.parametrize(
     ("material", "options", "error", "message"),
     [
-        (A2_SIGNING, {"kid": "one"}, InputError, "--kid applies to a single key"),
-        (A2_SIGNING, {"activate": True}, InputError, "--activate applies to a single key"),
+        (A2_SIGNING, {"kid": "one"}, InputError, "kid applies to a single key"),
+        (A2_SIGNING, {"activate": True}, InputError, "activate applies to a single key"),
         (A2_RSA, {"alg": "ES256"}, KeyValidationError, "alg ES256 given, but the JWK says RS256"),
         (RFC7520, {"alg": "ES256"}, KeyValidationError, r"does not match the key type \(RSA\)"),
         (RFC8037["private_jwk"], {"alg": "RS256"}, KeyValidationError, "does not match"),
@@ -448,14 +448,14 @@ def test_export_jwk_without_active_key(keystore_path: Path, three_states: dict[s
             entry["status"] = "retired"
             entry["retired"] = entry["created"]
     keystore_path.write_text(json.dumps(doc))
-    with pytest.raises(NoActiveKeyError, match="no active key; name one with --kid"):
+    with pytest.raises(NoActiveKeyError, match="no active key; name one with kid"):
         keys.export_keys(keystore_path, format=ExportFormat.JWK)
 
 
 # -- rotate -----------------------------------------------------------------------------------
 
 
-def _actions(result: RotationResult) -> list[tuple[str, str | None]]:
+def _actions(result: rotation.RotationResult) -> list[tuple[str, str | None]]:
     return [(a.action, a.kid) for a in result.actions]
 
 
@@ -468,12 +468,12 @@ def test_rotation_timeline_and_idempotency(keystore_path: Path, now: datetime) -
     first = keys.generate_key(keystore_path, alg="ES256", now=now)
     min_age, overlap = timedelta(days=90), timedelta(days=7)
 
-    def rotate(at: datetime) -> RotationResult:
-        result = keys.rotate_keys(keystore_path, min_age=min_age, overlap=overlap, now=at)
+    def rotate(at: datetime) -> rotation.RotationResult:
+        result = rotation.rotate_keys(keystore_path, min_age=min_age, overlap=overlap, now=at)
         _check_invariants(keystore_path)
         return result
 
-    def twice(at: datetime) -> RotationResult:
+    def twice(at: datetime) -> rotation.RotationResult:
         result = rotate(at)
         before = keystore_path.read_bytes()
         again = rotate(at)  # the same run again changes nothing
@@ -514,10 +514,10 @@ def test_rotate_dry_run_changes_nothing_and_predicts(keystore_path: Path, now: d
     pending = keys.generate_key(keystore_path, alg="ES256", now=now)
     at = now + 100 * DAY
     before = keystore_path.read_bytes()
-    dry = keys.rotate_keys(keystore_path, dry_run=True, now=at)
+    dry = rotation.rotate_keys(keystore_path, dry_run=True, now=at)
     assert keystore_path.read_bytes() == before
     assert dry.dry_run and dry.staged_key is None
-    real = keys.rotate_keys(keystore_path, now=at)
+    real = rotation.rotate_keys(keystore_path, now=at)
     assert _actions(dry) == _actions(real) == [("retired", first.kid), ("promoted", pending.kid)]
     assert dry.exit_code == real.exit_code == EXIT_ROTATE_CHANGED
 
@@ -525,7 +525,7 @@ def test_rotate_dry_run_changes_nothing_and_predicts(keystore_path: Path, now: d
 def test_rotate_dry_run_staging(keystore_path: Path, now: datetime) -> None:
     keys.generate_key(keystore_path, alg="ES256", now=now)
     before = keystore_path.read_bytes()
-    dry = keys.rotate_keys(keystore_path, dry_run=True, now=now + 100 * DAY)
+    dry = rotation.rotate_keys(keystore_path, dry_run=True, now=now + 100 * DAY)
     assert _actions(dry) == [("staged", None)]
     assert (dry.exit_code, dry.staged_key) == (EXIT_ROTATE_STAGED, None)
     assert keystore_path.read_bytes() == before
@@ -533,38 +533,38 @@ def test_rotate_dry_run_staging(keystore_path: Path, now: datetime) -> None:
 
 def test_rotate_stages_same_alg_and_rsa_size(keystore_path: Path, now: datetime) -> None:
     keys.generate_key(keystore_path, alg="PS256", size=2048, now=now)
-    result = keys.rotate_keys(keystore_path, now=now + 90 * DAY)
+    result = rotation.rotate_keys(keystore_path, now=now + 90 * DAY)
     assert result.staged_key is not None
     assert (result.staged_key.alg, result.staged_key.size) == ("PS256", 2048)
 
 
 def test_rotate_can_change_alg(keystore_path: Path, now: datetime) -> None:
     keys.generate_key(keystore_path, alg="ES256", now=now)
-    result = keys.rotate_keys(keystore_path, alg="EdDSA", now=now + 90 * DAY)
+    result = rotation.rotate_keys(keystore_path, alg="EdDSA", now=now + 90 * DAY)
     assert result.staged_key is not None and result.staged_key.alg == "EdDSA"
 
 
 def test_rotate_min_age_and_overlap_are_exact(keystore_path: Path, now: datetime) -> None:
     keys.generate_key(keystore_path, alg="ES256", now=now)
     hour = timedelta(hours=1)
-    assert not keys.rotate_keys(
+    assert not rotation.rotate_keys(
         keystore_path, min_age=hour, now=now + hour - timedelta(seconds=1)
     ).changed
-    staged = keys.rotate_keys(keystore_path, min_age=hour, overlap=hour, now=now + hour)
+    staged = rotation.rotate_keys(keystore_path, min_age=hour, overlap=hour, now=now + hour)
     assert staged.exit_code == EXIT_ROTATE_STAGED
     at = now + 2 * hour
-    almost = keys.rotate_keys(
+    almost = rotation.rotate_keys(
         keystore_path, min_age=hour, overlap=hour, now=at - timedelta(seconds=1)
     )
     assert not almost.changed
-    assert keys.rotate_keys(keystore_path, min_age=hour, overlap=hour, now=at).exit_code == 11
+    assert rotation.rotate_keys(keystore_path, min_age=hour, overlap=hour, now=at).exit_code == 11
 
 
 def test_rotate_never_removes_active_or_pending(keystore_path: Path, now: datetime) -> None:
     active = keys.generate_key(keystore_path, alg="ES256", now=now)
     pending = keys.generate_key(keystore_path, alg="ES256", now=now + 400 * DAY)
     # Ten years on, with an overlap longer than the pending key's age: nothing removed.
-    result = keys.rotate_keys(keystore_path, overlap=timedelta(days=3650), now=now + 401 * DAY)
+    result = rotation.rotate_keys(keystore_path, overlap=timedelta(days=3650), now=now + 401 * DAY)
     assert result.actions == ()
     assert statuses(keystore_path) == {active.kid: KeyStatus.ACTIVE, pending.kid: KeyStatus.PENDING}
 
@@ -572,7 +572,7 @@ def test_rotate_never_removes_active_or_pending(keystore_path: Path, now: dateti
 def test_rotate_zero_overlap_keeps_one_active_key(keystore_path: Path, now: datetime) -> None:
     old = keys.generate_key(keystore_path, alg="ES256", now=now)
     new = keys.generate_key(keystore_path, alg="ES256", now=now)
-    result = keys.rotate_keys(keystore_path, overlap=timedelta(0), now=now)
+    result = rotation.rotate_keys(keystore_path, overlap=timedelta(0), now=now)
     # The key retired in this run is kept until the next run; one key is active.
     assert _actions(result) == [("retired", old.kid), ("promoted", new.kid)]
     _check_invariants(keystore_path)
@@ -586,7 +586,7 @@ def test_rotate_promotes_a_pending_key_when_none_is_active(
     doc = json.loads(keystore_path.read_text())
     doc["keys"] = [k for k in doc["keys"] if k["status"] == "pending"]
     keystore_path.write_text(json.dumps(doc))
-    result = keys.rotate_keys(keystore_path, now=now)
+    result = rotation.rotate_keys(keystore_path, now=now)
     assert _actions(result) == [("promoted", pending.kid)]
     assert statuses(keystore_path) == {pending.kid: KeyStatus.ACTIVE}
 
@@ -598,7 +598,7 @@ def test_rotate_with_no_usable_key(keystore_path: Path, now: datetime) -> None:
     keystore_path.write_text(json.dumps(doc))
     before = keystore_path.read_bytes()
     with pytest.raises(NoActiveKeyError, match="no active or pending key"):
-        keys.rotate_keys(keystore_path, now=now + 400 * DAY)
+        rotation.rotate_keys(keystore_path, now=now + 400 * DAY)
     assert keystore_path.read_bytes() == before
     assert info.kid in keystore_path.read_text()
 
@@ -606,11 +606,13 @@ def test_rotate_with_no_usable_key(keystore_path: Path, now: datetime) -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"min_age": -DAY}, "minimum age must not be negative"),
+        ({"min_age": -DAY}, "min_age must not be negative"),
         ({"overlap": -DAY}, "overlap must not be negative"),
         ({"alg": "HS256"}, "unsupported alg 'HS256'"),
-        ({"size": 1536}, "--size must be one of"),
-        ({"alg": "ES256", "size": 2048}, "--size must be one of"),
+        ({"alg": "RS256", "size": 1536}, "1536 bits refused"),
+        ({"alg": "RS256", "size": 2560}, "size must be one of 2048, 3072, 4096"),
+        ({"alg": "ES256", "size": 2048}, "size applies to RSA keys only"),
+        ({"size": 2048}, "size applies to RSA keys only; ES256 uses curve P-256"),
     ],
 )
 def test_rotate_refuses_bad_options(
@@ -619,7 +621,7 @@ def test_rotate_refuses_bad_options(
     keys.generate_key(keystore_path, alg="ES256", now=now)
     before = keystore_path.read_bytes()
     with pytest.raises(InputError, match=message):
-        keys.rotate_keys(keystore_path, dry_run=True, now=now + 100 * DAY, **options)
+        rotation.rotate_keys(keystore_path, dry_run=True, now=now + 100 * DAY, **options)
     assert keystore_path.read_bytes() == before
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from jwktool import _jwk, keys
+from jwktool import _jwk, keys, rotation
 from jwktool.errors import (
     InputError,
     KeystoreCorruptError,
@@ -144,7 +144,7 @@ def test_missing_keystore(keystore_path: Path) -> None:
     with pytest.raises(KeystoreNotFoundError, match="jwktool keys generate"):
         keys.list_keys(keystore_path)
     with pytest.raises(KeystoreNotFoundError):
-        keys.rotate_keys(keystore_path)
+        rotation.rotate_keys(keystore_path)
     assert not keystore_path.exists()
     assert not keystore_path.parent.exists()  # nothing created by a failing command
 
@@ -229,7 +229,7 @@ def test_malformed_keystore_is_refused_and_left_alone(store: Path, name: str) ->
         keys.list_keys(store)
     for write in (
         lambda: keys.generate_key(store, alg="ES256"),
-        lambda: keys.rotate_keys(store),
+        lambda: rotation.rotate_keys(store),
     ):
         with pytest.raises(KeystoreCorruptError):
             write()
@@ -308,7 +308,7 @@ def test_interrupted_write_cleans_up_and_reraises(
 
     monkeypatch.setattr(os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        keys.rotate_keys(store, min_age=timedelta(seconds=1))
+        rotation.rotate_keys(store, min_age=timedelta(seconds=1))
     monkeypatch.undo()
     assert store.read_bytes() == before
     assert temp_files(store) == []
@@ -330,7 +330,7 @@ def test_unchanged_content_is_not_rewritten(store: Path, now: datetime) -> None:
     before = os.stat(store)
     (info,) = keys.list_keys(store)
     keys.activate_key(store, info.kid, now=now)  # already active: nothing to do
-    result = keys.rotate_keys(store, now=now)  # key is new: nothing to do
+    result = rotation.rotate_keys(store, now=now)  # key is new: nothing to do
     assert not result.changed
     after = os.stat(store)
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("isolated_env")
 KILLED_AT_RENAME = """
 import os, signal, sys
 from datetime import datetime, timedelta
-from jwktool import keys
+from jwktool import keys, rotation
 
 def killed(src, dst):
     os.kill(os.getpid(), signal.SIGKILL)
@@ -34,7 +34,7 @@ if operation == "generate":
     keys.generate_key(path, alg="ES256")
 else:
     now = datetime.fromisoformat(sys.argv[3])
-    keys.rotate_keys(path, now=now)
+    rotation.rotate_keys(path, now=now)
 print("not reached")
 """
 
@@ -70,7 +70,7 @@ def test_sigkill_between_temp_write_and_rename(keystore_path: Path, operation: s
 WORKER = """
 import json, sys
 from datetime import datetime, timedelta
-from jwktool import keys
+from jwktool import keys, rotation
 from jwktool.keystore import Keystore
 
 path, kind, rounds, far = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -84,7 +84,7 @@ for _ in range(rounds):
     else:
         # Far in the future, with an overlap longer than that: rotate only stages
         # (when no key is pending), never promotes or removes.
-        result = keys.rotate_keys(
+        result = rotation.rotate_keys(
             store, now=datetime.fromisoformat(far), overlap=timedelta(days=36500)
         )
         created += [a.kid for a in result.actions if a.action == "staged"]

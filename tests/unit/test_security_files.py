@@ -35,6 +35,7 @@ from jwktool.errors import (
     WeakPassphraseError,
 )
 from jwktool.keystore import MIN_PASSPHRASE_LENGTH, Keystore, check_new_passphrase
+from jwktool.settings import ServerSettings
 from jwktool.tokencache import TokenCache
 
 pytestmark = pytest.mark.usefixtures("isolated_env")
@@ -428,8 +429,9 @@ def test_fetch_token_ignores_a_planted_cache_entry(
         exchanger.fetch_token(
             keystore_path,
             "client",
-            token_endpoint="https://as.example/op/token",
-            audience="https://as.example/op",
+            ServerSettings(
+                token_endpoint="https://as.example/op/token", audience="https://as.example/op"
+            ),
             cache=TokenCache(planted_cache),
         )
 

@@ -38,7 +38,7 @@ from joserfc.jwk import KeySet
 from jwcrypto import jwk as jwcrypto_jwk
 from jwcrypto import jws as jwcrypto_jws
 
-from jwktool import _jwk
+from jwktool import _jwa, _jwk
 from jwktool.errors import InputError, KeyNotFoundError, NoActiveKeyError
 from jwktool.keys import activate_key, export_keys, generate_key, import_key
 from jwktool.presets import ENVIRONMENTS
@@ -47,7 +47,6 @@ from jwktool.signer import (
     MAX_LIFETIME,
     Signer,
     SigningKey,
-    _signature_function,
     create_assertion,
     make_client_assertion,
     resolve_audience,
@@ -305,7 +304,7 @@ def test_rfc7520_vector_file_is_consistent() -> None:
 def test_rfc7520_4_1_rs256_signature_is_reproduced() -> None:
     example = rfc7520()["rs256_4_1"]
     key = _jwk.load_private_key(rfc7520()["rsa_private_key_3_4"])
-    sign = _signature_function("RS256", key)
+    sign = _jwa.signature_function("RS256", key)
     signing_input = (example["protected_b64"] + "." + example["payload_b64"]).encode("ascii")
     signature = sign(signing_input)
     assert signature == b64u_decode(example["signature_b64"])
@@ -313,15 +312,13 @@ def test_rfc7520_4_1_rs256_signature_is_reproduced() -> None:
 
 
 def test_rfc7520_4_1_compact_form_verifies_with_jwktool_inspection_verifier() -> None:
-    from jwktool.inspection import _verify
-
     example = rfc7520()["rs256_4_1"]
     public = _jwk.load_public_key(rfc7520()["rsa_private_key_3_4"])
     signing_input = (example["protected_b64"] + "." + example["payload_b64"]).encode()
     good = b64u_decode(example["signature_b64"])
-    assert _verify("RS256", public, signing_input, good) is True
-    assert _verify("RS256", public, signing_input + b"x", good) is False
-    assert _verify("PS256", public, signing_input, good) is False
+    assert _jwa.verify("RS256", public, signing_input, good) is True
+    assert _jwa.verify("RS256", public, signing_input + b"x", good) is False
+    assert _jwa.verify("PS256", public, signing_input, good) is False
 
 
 def test_golden_literal_is_reproducible_without_jwktool() -> None:
@@ -707,11 +704,11 @@ def test_env_and_audience_together_refused(store: Path) -> None:
 
 def test_neither_env_nor_audience_refused(store: Path) -> None:
     new_key(store, "EdDSA")
-    with pytest.raises(InputError, match="audience is needed"):
+    with pytest.raises(InputError, match="aud is needed"):
         resolve_audience()
-    with pytest.raises(InputError, match="audience is needed"):
+    with pytest.raises(InputError, match="aud is needed"):
         Signer(store, CLIENT_ID)
-    with pytest.raises(InputError, match="audience is needed"):
+    with pytest.raises(InputError, match="aud is needed"):
         create_assertion(store, CLIENT_ID)
 
 

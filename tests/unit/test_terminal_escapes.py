@@ -218,12 +218,12 @@ def test_server_error_description_message_is_terminal_safe(
 ) -> None:
     """The library's message for a refusal, shown the way the CLI shows it."""
     from jwktool.cli import _Failure
-    from jwktool.exchanger import _parse_token_response
+    from jwktool.tokenrequest import parse_token_response
 
     body = {"error": "invalid_client" + OSC_TITLE, "error_description": "bad " + NASTY}
     response = _oauth_error_response(body)
     with pytest.raises(ServerRejectedError) as info:
-        _parse_token_response(
+        parse_token_response(
             response,
             response.content,
             "https://op.example/token",

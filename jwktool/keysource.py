@@ -1,0 +1,241 @@
+"""Where signing keys come from: two small protocols and today's implementations.
+
+* :class:`SigningKeyProtocol` is what signing needs of a key: ``kid``, ``alg``,
+  ``public_jwk`` and ``sign(data)`` returning the raw JWS signature (RFC 7515
+  §5.1, in the form RFC 7518 §3 gives: R || S for ECDSA). :class:`SigningKey`
+  implements it with a private key in memory; a key in a PKCS#11 token or a
+  remote KMS can implement it without the private key ever being in this process.
+* :class:`KeySource` is what a :class:`~jwktool.signer.Signer` follows:
+  ``current(kid)`` returns the key to sign with, and ``version()`` a cheap token
+  that changes when ``current`` may return another key, so the signer asks again
+  only then. :class:`KeystoreKeySource` implements it with the keystore file
+  (one ``stat`` per check, a re-read only when the file was replaced).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Protocol, runtime_checkable
+
+from . import _jwa, _jwk
+from ._thumbprint import b64u_encode
+from .errors import InputError, KeyNotFoundError, NoActiveKeyError
+from .keystore import (
+    KID_RULE,
+    KeyRecord,
+    KeyStatus,
+    Keystore,
+    KeystoreData,
+    KeystoreLike,
+    open_keystore,
+    valid_kid,
+)
+
+__all__ = ["KeySource", "KeystoreKeySource", "SigningKey", "SigningKeyProtocol"]
+
+#: JWS signing input -> raw JWS signature bytes.
+SignFunction = Callable[[bytes], bytes]
+
+
+@runtime_checkable
+class SigningKeyProtocol(Protocol):
+    """A key that makes JWS signatures: in memory, in a PKCS#11 token or in a KMS.
+
+    ``alg`` is one of RS256, PS256, ES256, ES384, EdDSA; ``kid`` goes in the
+    JWS header; ``public_jwk`` holds the public members (for registration and
+    thumbprints), never private ones.
+    """
+
+    @property
+    def kid(self) -> str:
+        """The key id, for the JWS header."""
+        ...
+
+    @property
+    def alg(self) -> str:
+        """The JWS algorithm (RFC 7518 §3.1 name)."""
+        ...
+
+    @property
+    def public_jwk(self) -> Mapping[str, Any]:
+        """The public JWK: key members, ``alg``, ``use`` and ``kid``."""
+        ...
+
+    def sign(self, data: bytes) -> bytes:
+        """Return the raw JWS signature of ``data`` (R || S for ECDSA, not DER)."""
+        ...
+
+
+@runtime_checkable
+class KeySource(Protocol):
+    """Where a :class:`~jwktool.signer.Signer` gets its key, and how it learns of a change.
+
+    The signer calls ``version()`` (at most every ``check_interval`` seconds)
+    and, when the value differs from the one it saw before its last
+    ``current()``, calls ``current()`` again. ``version()`` must be cheap and
+    thread-safe; ``current()`` may be slow (it is called only on a change).
+    """
+
+    def current(self, kid: str | None = None) -> SigningKeyProtocol:
+        """Return the key to sign with: the source's current key, or the key ``kid``.
+
+        :raises JwktoolError: no such key, or it must not sign.
+        """
+        ...
+
+    def version(self) -> object:
+        """Return a token equal to the previous one while ``current()`` would not change."""
+        ...
+
+
+def jws_header(alg: str, kid: str) -> str:
+    """Return the encoded JWS header of a client assertion: ``alg``, ``kid``, ``typ: JWT``."""
+    header = json.dumps({"alg": alg, "kid": kid, "typ": "JWT"}, separators=(",", ":"))
+    return b64u_encode(header.encode("utf-8"))
+
+
+def compact_jws(header: str, sign: SignFunction, payload: bytes) -> str:
+    """Return the compact JWS (RFC 7515 §7.1) of ``payload`` under an encoded ``header``."""
+    signing_input = header + "." + b64u_encode(payload)
+    return signing_input + "." + b64u_encode(sign(signing_input.encode("ascii")))
+
+
+class SigningKey:
+    """A private key in memory, prepared once for fast, repeated JWS signing.
+
+    Holds the signature function and the encoded JWS header (``alg``, ``kid``,
+    ``typ: JWT``), so each assertion costs one signature plus a few microseconds.
+    Implements :class:`SigningKeyProtocol`.
+    """
+
+    __slots__ = ("_header", "_key", "_public_jwk", "_sign", "alg", "kid", "status")
+
+    def __init__(
+        self, kid: str, alg: str, key: _jwk.PrivateKey, status: KeyStatus = KeyStatus.ACTIVE
+    ) -> None:
+        self.kid = kid
+        self.alg = alg
+        self.status = status
+        self._key = key
+        self._sign = _jwa.signature_function(alg, key)
+        self._header = jws_header(alg, kid)
+        self._public_jwk: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"SigningKey(kid={self.kid!r}, alg={self.alg!r})"
+
+    @classmethod
+    def from_jwk(cls, jwk: Mapping[str, Any], alg: str, kid: str) -> SigningKey:
+        """Build from a private JWK, fully validating it (for keys from outside)."""
+        canonical = _jwk.validate_private_jwk(jwk)
+        return cls(kid, _jwk.check_alg(canonical, alg), _jwk.load_private_key(canonical))
+
+    @property
+    def public_jwk(self) -> Mapping[str, Any]:
+        """The public JWK: key members, ``alg``, ``use`` and ``kid``."""
+        if self._public_jwk is None:
+            members = _jwk.public_members(_jwk.pyca_to_jwk(self._key))
+            self._public_jwk = _jwk.public_jwk(members, self.alg, self.kid)
+        return dict(self._public_jwk)
+
+    def sign(self, data: bytes) -> bytes:
+        """Return the raw JWS signature of ``data``."""
+        return self._sign(data)
+
+    def sign_payload(self, payload: bytes) -> str:
+        """Return the compact JWS of ``payload`` (already JSON) under this key."""
+        return compact_jws(self._header, self._sign, payload)
+
+
+def prepare(key: SigningKeyProtocol) -> tuple[str, SignFunction]:
+    """Return the encoded JWS header and the signature function for ``key``.
+
+    A :class:`SigningKey` gives its own, prepared when it was made. Any other
+    implementation is checked here, once: its ``alg`` must be one jwktool
+    signs with, its ``kid`` follow the keystore's rule, and every signature it
+    returns have the length its ``alg`` requires (an ECDSA signature in DER
+    instead of R || S is the usual slip).
+
+    :raises InputError: the key's ``alg`` or ``kid`` is not usable.
+    """
+    if isinstance(key, SigningKey):
+        return key._header, key._sign
+    alg, kid = key.alg, key.kid
+    if alg not in _jwa.ALGORITHMS:
+        raise InputError(f"key {kid!r} has alg {alg!r}; supported: {', '.join(_jwa.ALGORITHMS)}")
+    if not valid_kid(kid):
+        raise InputError(f"a signing key's kid must be {KID_RULE}, not {repr(kid)[:40]}")
+    outside_sign = key.sign
+
+    def sign(data: bytes) -> bytes:
+        return _jwa.check_signature_size(alg, outside_sign(data), kid)
+
+    return jws_header(alg, kid), sign
+
+
+def select_record(data: KeystoreData, kid: str | None) -> KeyRecord:
+    """Return the key a signer uses: the active key, or ``kid`` unless it is retired.
+
+    :raises NoActiveKeyError: no ``kid`` and no active key.
+    :raises KeyNotFoundError: no such ``kid``, or it is retired.
+    """
+    if kid is None:
+        record = data.active()
+        if record is None:
+            raise NoActiveKeyError(
+                "the keystore has no active key: generate one, or activate a pending key"
+            )
+        return record
+    record = data.find(kid)
+    if record.status is KeyStatus.RETIRED:
+        raise KeyNotFoundError(f"key {kid!r} is retired; jwktool never signs with a retired key")
+    return record
+
+
+def load_key(store: Keystore, data: KeystoreData, record: KeyRecord) -> SigningKey:
+    """Load the private key of ``record`` (decrypting it if need be) and prepare it."""
+    private = _jwk.load_private_key(store.private_jwk(data, record))
+    return SigningKey(record.kid, record.alg, private, record.status)
+
+
+class KeystoreKeySource:
+    """The keys of a keystore file: its active key (or a named one), followed across rotations.
+
+    ``version()`` is the file's identity (device, inode, mtime, size) from one
+    ``stat``: every change replaces the file (an atomic rename), so a rotation
+    by another process (cron running ``jwktool keys rotate`` or ``activate``)
+    changes it. ``current()`` re-reads the file; a key that did not change is
+    not loaded again (the same :class:`SigningKey` object is returned).
+    Thread-safe.
+    """
+
+    def __init__(self, keystore: KeystoreLike = None) -> None:
+        self.keystore: Final[Keystore] = open_keystore(keystore)
+        self._lock = threading.Lock()
+        self._last: tuple[dict[str, Any], SigningKey] | None = None
+
+    def __repr__(self) -> str:
+        return f"KeystoreKeySource({str(self.keystore.path)!r})"
+
+    def version(self) -> tuple[int, int, int, int] | None:
+        """Return the keystore file's identity; None when it cannot be seen (then re-read)."""
+        try:
+            return self.keystore.identity()
+        except OSError:
+            return None
+
+    def current(self, kid: str | None = None) -> SigningKey:
+        """Return the active key, or ``kid`` (active or pending; never a retired key)."""
+        data = self.keystore.read()
+        record = select_record(data, kid)
+        with self._lock:
+            if self._last is not None:
+                public, last = self._last
+                if (last.kid, last.alg, public) == (record.kid, record.alg, record.public):
+                    last.status = record.status  # the same key: keep the prepared object
+                    return last
+            key = load_key(self.keystore, data, record)
+            self._last = (record.public, key)
+            return key

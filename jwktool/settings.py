@@ -1,0 +1,105 @@
+"""Which authorization server, and how to talk to it: one frozen settings object.
+
+Everything that talks to a server (:class:`~jwktool.exchanger.TokenClient`,
+:func:`~jwktool.exchanger.fetch_token`, :func:`~jwktool.exchanger.key_verifier`,
+:func:`~jwktool.doctor.run_doctor`, :func:`~jwktool.discovery.resolve_endpoint`)
+takes a :class:`ServerSettings`. The CLI builds it once, from options, the
+environment and the profile. Light on purpose: no requests, no key machinery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from .errors import InputError
+
+__all__ = ["DEFAULT_TIMEOUT", "EnvName", "RetryPolicy", "ServerSettings"]
+
+#: (connect, read) timeouts in seconds for every HTTP request.
+DEFAULT_TIMEOUT: Final = (5.0, 15.0)
+
+#: The Digitaal Vlaanderen environments with presets.
+EnvName = Literal["test", "production"]
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Where to get tokens and how: give exactly one of ``env``, ``issuer``, ``token_endpoint``.
+
+    :param env: a Digitaal Vlaanderen environment (token endpoint and ``aud`` preset).
+    :param issuer: an issuer URL; the token endpoint is discovered (RFC 8414 / OIDC).
+    :param token_endpoint: a token endpoint URL; needs ``audience``.
+    :param audience: the assertion's ``aud`` (default: the issuer).
+    :param scope: space-separated scopes to ask for.
+    :param resource: an RFC 8707 resource indicator.
+    :param ca_bundle: a CA bundle that replaces the trusted CAs (verification is always on).
+    :param timeout: (connect, read) seconds for each HTTP request, or one number for both.
+    :param deadline: most seconds one operation (discovery, every attempt and
+        back-off) may take in all; None: bounded by ``timeout`` and the retry policy.
+    """
+
+    env: EnvName | None = None
+    issuer: str | None = None
+    token_endpoint: str | None = None
+    audience: str | None = None
+    scope: str | None = None
+    resource: str | None = None
+    ca_bundle: str | None = field(default=None, repr=False)
+    timeout: tuple[float, float] = DEFAULT_TIMEOUT
+    deadline: float | None = None
+
+    def __post_init__(self) -> None:
+        given = [n for n in ("env", "issuer", "token_endpoint") if getattr(self, n)]
+        if len(given) != 1:
+            raise InputError(
+                "say where to get tokens with exactly one of env, issuer, or token_endpoint "
+                "with audience" + (f" (got {', '.join(given)})" if given else "")
+            )
+        if self.env is not None and self.env not in ("test", "production"):
+            raise InputError(f"env must be 'test' or 'production', not {self.env!r}")
+        if self.token_endpoint and not self.audience:
+            raise InputError("token_endpoint needs audience (the assertion's aud)")
+        timeout = self.timeout
+        if isinstance(timeout, int | float):
+            object.__setattr__(self, "timeout", (float(timeout), float(timeout)))
+        elif not (
+            isinstance(timeout, tuple)
+            and len(timeout) == 2
+            and all(isinstance(t, int | float) and t > 0 for t in timeout)
+        ):
+            raise InputError("timeout must be a positive number or a (connect, read) pair")
+        if self.deadline is not None and self.deadline <= 0:
+            raise InputError("deadline must be positive")
+        if self.scope is not None:
+            object.__setattr__(self, "scope", " ".join(self.scope.split()) or None)
+
+    @property
+    def server_id(self) -> str:
+        """Where tokens come from, as the caller named it: the server part of a cache key."""
+        return " ".join(
+            str(v) for v in (self.env, self.issuer, self.token_endpoint, self.audience) if v
+        )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How :class:`~jwktool.exchanger.TokenClient` retries a transient failure.
+
+    Only connection errors, timeouts, 5xx and 429 are retried, never an OAuth
+    refusal such as ``invalid_client``.
+
+    :param max_retries: retries after the first attempt.
+    :param backoff: first delay in seconds; doubles each time, with jitter.
+    :param max_backoff: the longest single delay.
+    :param max_wait: most seconds one call spends sleeping between attempts.
+    """
+
+    max_retries: int = 3
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+    max_wait: float = 30.0
+
+    def __post_init__(self) -> None:
+        if min(self.max_retries, self.backoff, self.max_backoff, self.max_wait) < 0:
+            raise InputError("max_retries, backoff, max_backoff and max_wait must not be negative")
