@@ -17,7 +17,7 @@ from typing import Any, Final, Literal, TypeAlias
 from . import _jwa, _jwk
 from .errors import AssertionCheckError, InputError, KeyValidationError
 from .keystore import KeystoreLike, open_keystore
-from .signer import MAX_LIFETIME, _readable_times, _timestamp, resolve_audience
+from .signer import MAX_LIFETIME, readable_times, resolve_audience, timestamp
 
 __all__ = ["Check", "CheckLevel", "Inspection", "decode_jwt", "inspect_assertion"]
 
@@ -86,7 +86,7 @@ class Inspection:
             "ok": self.ok,
             "header": dict(self.header),
             "claims": dict(self.claims),
-            "times": _readable_times(self.claims),
+            "times": readable_times(self.claims),
             "checks": [
                 {"name": c.name, "level": c.level, "message": c.message} for c in self.checks
             ],
@@ -180,7 +180,7 @@ def inspect_assertion(
     :raises AssertionCheckError: the input is not a JWT at all.
     """
     header, claims, signing_input, signature = decode_jwt(assertion)
-    at = _timestamp(now)
+    at = timestamp(now)
     checks: list[Check] = []
 
     def add(name: str, level: CheckLevel, message: str) -> None:

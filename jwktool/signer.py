@@ -115,7 +115,8 @@ def _extra_json(extra_claims: Mapping[str, Any] | None) -> str:
     return "," + encoded[1:-1]
 
 
-def _timestamp(now: float | datetime | None) -> int:
+def timestamp(now: float | datetime | None) -> int:
+    """Return ``now`` (None: the clock) as whole seconds since the epoch; check it."""
     if now is None:
         return int(time.time())
     if isinstance(now, datetime):
@@ -168,7 +169,7 @@ def make_client_assertion(
     """
     header, sign = prepare(key)
     _check_lifetime(lifetime, allow_long_lifetime)
-    iat = _timestamp(now)
+    iat = timestamp(now)
     payload = (
         _claims_prefix(client_id, audience)
         + f'"iat":{iat},"exp":{iat + lifetime},"jti":'
@@ -339,7 +340,7 @@ class Signer:
         """Return a new signed client assertion (a fresh ``jti`` every call)."""
         self._maybe_refresh()
         _, header, sign = self._current
-        iat = int(time.time()) if now is None else _timestamp(now)
+        iat = int(time.time()) if now is None else timestamp(now)
         payload = (
             self._prefix
             + f'"iat":{iat},"exp":{iat + self.lifetime},"jti":"'
@@ -364,12 +365,13 @@ class ClientAssertion:
         return {
             "header": dict(self.header),
             "claims": dict(self.claims),
-            "times": _readable_times(self.claims),
+            "times": readable_times(self.claims),
             "client_assertion": self.assertion,
         }
 
 
-def _readable_times(claims: Mapping[str, Any]) -> dict[str, str]:
+def readable_times(claims: Mapping[str, Any]) -> dict[str, str]:
+    """Return ``iat``, ``nbf`` and ``exp`` of ``claims`` as RFC 3339 times, where present."""
     out = {}
     for name in ("iat", "nbf", "exp"):
         value = claims.get(name)
