@@ -202,11 +202,11 @@ def test_a_project_file_others_can_write_is_refused_exit_2(
 def test_a_project_file_of_another_user_is_refused_exit_2(
     cli: CliInvoke, tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import jwktool.config
+    import jwktool.configfiles
 
     evil_project(tmp_path)
     me = os.geteuid()
-    monkeypatch.setattr(jwktool.config, "_euid", lambda: me + 1)
+    monkeypatch.setattr(jwktool.configfiles, "_euid", lambda: me + 1)
     result = cli("keys", "list", "--keystore", store)
     assert result.exit_code == EXIT_INPUT
     message = assert_one_line_error(result.stderr, contains="owned by another user")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from jwktool import config
+from jwktool import config, configfiles
 from jwktool.config import (
     COMMAND_LINE_ONLY,
     PROFILE_KEYS,
@@ -75,7 +75,7 @@ def user_file(home: Path, text: str, mode: int = 0o644) -> Path:
 def someone_else(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pretend every file belongs to another user (jwktool compares st_uid with _euid())."""
     me = os.geteuid()
-    monkeypatch.setattr(config, "_euid", lambda: me + 1)
+    monkeypatch.setattr(configfiles, "_euid", lambda: me + 1)
 
 
 # -- untrusted project files are ignored, with a warning ---------------------------------
