@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from jwktool.keys import export_keys, generate_key
 from jwktool.keystore import Keystore
@@ -162,6 +162,7 @@ def bench_open(tmp: Path, rounds: int) -> list[Row]:
     data = store.read()
     private_jwk = dict(store.private_jwk(data, data.keys[0]))
     private = _jwk.load_private_key(private_jwk)
+    assert isinstance(private, rsa.RSAPrivateKey)  # generated as RS256 above
     payload = b"x" * 400
     pad, digest = padding.PKCS1v15(), hashes.SHA256()
 

@@ -13,57 +13,204 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from .config import Profile, load_profile
-    from .discovery import Endpoint, resolve_endpoint
-    from .doctor import DoctorReport, run_doctor
+    from .config import (
+        Profile as Profile,
+    )
+    from .config import (
+        load_profile as load_profile,
+    )
+    from .discovery import (
+        Endpoint as Endpoint,
+    )
+    from .discovery import (
+        resolve_endpoint as resolve_endpoint,
+    )
+    from .doctor import (
+        DoctorReport as DoctorReport,
+    )
+    from .doctor import (
+        run_doctor as run_doctor,
+    )
     from .errors import (
-        AssertionCheckError,
-        InputError,
-        JwktoolError,
-        KeyNotFoundError,
-        KeystoreCorruptError,
-        KeystoreError,
-        KeystoreLockError,
-        KeystoreNotFoundError,
-        KeystorePermissionError,
-        KeyValidationError,
-        NoActiveKeyError,
-        PassphraseError,
-        ServerError,
-        ServerRejectedError,
-        ServerUnreachableError,
-        WeakPassphraseError,
+        AssertionCheckError as AssertionCheckError,
     )
-    from .exchanger import BearerAuth, TokenClient, fetch_token, key_verifier
-    from .inspection import Check, Inspection, inspect_assertion
+    from .errors import (
+        InputError as InputError,
+    )
+    from .errors import (
+        JwktoolError as JwktoolError,
+    )
+    from .errors import (
+        KeyNotFoundError as KeyNotFoundError,
+    )
+    from .errors import (
+        KeystoreCorruptError as KeystoreCorruptError,
+    )
+    from .errors import (
+        KeystoreError as KeystoreError,
+    )
+    from .errors import (
+        KeystoreLockError as KeystoreLockError,
+    )
+    from .errors import (
+        KeystoreNotFoundError as KeystoreNotFoundError,
+    )
+    from .errors import (
+        KeystorePermissionError as KeystorePermissionError,
+    )
+    from .errors import (
+        KeyValidationError as KeyValidationError,
+    )
+    from .errors import (
+        NoActiveKeyError as NoActiveKeyError,
+    )
+    from .errors import (
+        PassphraseError as PassphraseError,
+    )
+    from .errors import (
+        ServerError as ServerError,
+    )
+    from .errors import (
+        ServerRejectedError as ServerRejectedError,
+    )
+    from .errors import (
+        ServerUnreachableError as ServerUnreachableError,
+    )
+    from .errors import (
+        StateFileError as StateFileError,
+    )
+    from .errors import (
+        WeakPassphraseError as WeakPassphraseError,
+    )
+    from .exchanger import (
+        BearerAuth as BearerAuth,
+    )
+    from .exchanger import (
+        TokenClient as TokenClient,
+    )
+    from .exchanger import (
+        fetch_token as fetch_token,
+    )
+    from .exchanger import (
+        key_verifier as key_verifier,
+    )
+    from .inspection import (
+        Check as Check,
+    )
+    from .inspection import (
+        Inspection as Inspection,
+    )
+    from .inspection import (
+        inspect_assertion as inspect_assertion,
+    )
     from .keys import (
-        ExportFormat,
-        KeyInfo,
-        activate_key,
-        export_keys,
-        generate_key,
-        import_key,
-        list_keys,
-        remove_key,
-        retire_key,
-        set_passphrase,
+        ExportFormat as ExportFormat,
     )
-    from .keysource import KeySource, KeystoreKeySource, SigningKey, SigningKeyProtocol
-    from .keystore import KeyStatus, Keystore
-    from .presets import ENVIRONMENTS, Environment
-    from .rotation import RotationAction, RotationActionName, RotationResult, rotate_keys
-    from .settings import RetryPolicy, ServerSettings
+    from .keys import (
+        KeyInfo as KeyInfo,
+    )
+    from .keys import (
+        activate_key as activate_key,
+    )
+    from .keys import (
+        export_keys as export_keys,
+    )
+    from .keys import (
+        generate_key as generate_key,
+    )
+    from .keys import (
+        import_key as import_key,
+    )
+    from .keys import (
+        list_keys as list_keys,
+    )
+    from .keys import (
+        remove_key as remove_key,
+    )
+    from .keys import (
+        retire_key as retire_key,
+    )
+    from .keys import (
+        set_passphrase as set_passphrase,
+    )
+    from .keysource import (
+        KeySource as KeySource,
+    )
+    from .keysource import (
+        KeystoreKeySource as KeystoreKeySource,
+    )
+    from .keysource import (
+        SigningKey as SigningKey,
+    )
+    from .keysource import (
+        SigningKeyProtocol as SigningKeyProtocol,
+    )
+    from .keystore import (
+        KeyStatus as KeyStatus,
+    )
+    from .keystore import (
+        Keystore as Keystore,
+    )
+    from .presets import (
+        ENVIRONMENTS as ENVIRONMENTS,
+    )
+    from .presets import (
+        Environment as Environment,
+    )
+    from .rotation import (
+        RotationAction as RotationAction,
+    )
+    from .rotation import (
+        RotationActionName as RotationActionName,
+    )
+    from .rotation import (
+        RotationResult as RotationResult,
+    )
+    from .rotation import (
+        rotate_keys as rotate_keys,
+    )
+    from .settings import (
+        RetryPolicy as RetryPolicy,
+    )
+    from .settings import (
+        ServerSettings as ServerSettings,
+    )
     from .signer import (
-        ASSERTION_TYPE,
-        ClientAssertion,
-        Signer,
-        create_assertion,
-        make_client_assertion,
+        ASSERTION_TYPE as ASSERTION_TYPE,
     )
-    from .status import StatusReport, key_status, write_metrics
-    from .tokencache import TokenCache, TokenCacheBackend
-    from .tokenrequest import request_token
-    from .tokens import AccessToken
+    from .signer import (
+        ClientAssertion as ClientAssertion,
+    )
+    from .signer import (
+        Signer as Signer,
+    )
+    from .signer import (
+        create_assertion as create_assertion,
+    )
+    from .signer import (
+        make_client_assertion as make_client_assertion,
+    )
+    from .status import (
+        StatusReport as StatusReport,
+    )
+    from .status import (
+        key_status as key_status,
+    )
+    from .status import (
+        write_metrics as write_metrics,
+    )
+    from .tokencache import (
+        TokenCache as TokenCache,
+    )
+    from .tokencache import (
+        TokenCacheBackend as TokenCacheBackend,
+    )
+    from .tokenrequest import (
+        request_token as request_token,
+    )
+    from .tokens import (
+        AccessToken as AccessToken,
+    )
 
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(
@@ -83,6 +230,7 @@ _EXPORTS: dict[str, str] = {
             "ServerError",
             "ServerRejectedError",
             "ServerUnreachableError",
+            "StateFileError",
             "WeakPassphraseError",
         ],
         "errors",

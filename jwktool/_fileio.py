@@ -1,7 +1,10 @@
 """Private files: read with a size cap and a permission check, lock, write atomically.
 
-Shared by the keystore and the token cache. ``what`` names the file in
-messages ("keystore", "token cache").
+Shared by the keystore, the token cache, the trust list and the metrics file.
+``what`` names the file in messages ("keystore", "token cache") and chooses
+the class of its errors: the keystore (and a passphrase file guarding it) fails
+with a :class:`~jwktool.errors.KeystoreError`, any other file jwktool keeps for
+itself with a :class:`~jwktool.errors.StateFileError`.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from pathlib import Path
 from typing import Final
 
 from .errors import (
+    JwktoolError,
     KeystoreCorruptError,
     KeystoreError,
     KeystoreLockError,
     KeystoreNotFoundError,
     KeystorePermissionError,
+    StateFileError,
 )
 
 Identity = tuple[int, int, int, int]
@@ -49,17 +54,55 @@ def resolve_keystore_path(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(env).expanduser() if env else default_keystore_path()
 
 
-class NotOwnerError(KeystorePermissionError):
-    """A private file belongs to another user (raised by :func:`check_private`).
+#: The files whose failure means the keystore cannot be used (exit 3).
+KEYSTORE_FILES: Final = frozenset({"keystore", "passphrase file", "new passphrase file"})
+
+
+class StateFileNotFoundError(StateFileError):
+    """A state file does not exist (yet)."""
+
+
+class StateFileTooLargeError(StateFileError):
+    """A state file is larger than it may be; it is not read."""
+
+
+class StateFileLockError(StateFileError):
+    """A state file's lock could not be obtained in time."""
+
+
+class NotOwnerError(StateFileError):
+    """A state file belongs to another user (raised by :func:`check_owner`).
 
     ``ownership`` reads "alice (uid 1001), not by you (root)"; the token cache
-    uses it to say it ignores such a file rather than refuse to work.
+    uses it to say it ignores such a file rather than refuse to work. The
+    keystore's owner is refused with a :class:`KeystorePermissionError`.
     """
 
-    def __init__(self, what: str, path: Path | str, ownership: str) -> None:
-        super().__init__(f"{what} {path} is owned by {ownership}; refusing to use it")
+    def __init__(self, message: str, path: Path | str, ownership: str) -> None:
+        super().__init__(message)
         self.path = str(path)
         self.ownership = ownership
+
+
+_STATE_CLASSES: Final[dict[type[KeystoreError], type[StateFileError]]] = {
+    KeystoreNotFoundError: StateFileNotFoundError,
+    KeystoreCorruptError: StateFileTooLargeError,
+    KeystoreLockError: StateFileLockError,
+}
+
+
+def file_error(
+    what: str, message: str, keystore_class: type[KeystoreError] = KeystoreError
+) -> JwktoolError:
+    """The error for a failure of the file ``what``.
+
+    ``keystore_class`` for the keystore and its passphrase files; for any other
+    file the matching :class:`StateFileError`: a token cache that cannot be
+    written must not read as a keystore that cannot be used.
+    """
+    if what in KEYSTORE_FILES:
+        return keystore_class(message)
+    return _STATE_CLASSES.get(keystore_class, StateFileError)(message)
 
 
 def _user(uid: int) -> str | None:
@@ -71,18 +114,34 @@ def _user(uid: int) -> str | None:
         return None
 
 
-def check_owner(st: os.stat_result, path: Path | str, what: str, *, root_ok: bool = False) -> None:
+def check_owner(
+    st: os.stat_result,
+    path: Path | str,
+    what: str,
+    *,
+    root_ok: bool = False,
+    shown: str | None = None,
+) -> None:
     """Refuse a file not owned by the effective user (``root_ok``: root may own it too).
 
     As ssh does: another user's file could have been planted, or be changed
     under us; one owned by root can only come from root, who can do anything.
+    ``shown`` names the file in the message when it is not ``what`` itself
+    (``"keystore link"``).
+
+    :raises KeystorePermissionError: for the keystore and its passphrase files.
+    :raises NotOwnerError: for any other file.
     """
     me = os.geteuid()
     if st.st_uid == me or (root_ok and st.st_uid == 0):
         return
     name = _user(st.st_uid)
     owner = f"{name} (uid {st.st_uid})" if name else f"uid {st.st_uid}"
-    raise NotOwnerError(what, path, f"{owner}, not by you ({_user(me) or f'uid {me}'})")
+    ownership = f"{owner}, not by you ({_user(me) or f'uid {me}'})"
+    message = f"{shown or what} {path} is owned by {ownership}; refusing to use it"
+    if what in KEYSTORE_FILES:
+        raise KeystorePermissionError(message)
+    raise NotOwnerError(message, path, ownership)
 
 
 # POSIX ACL tags (linux/posix_acl.h), as stored in the system.posix_acl_access xattr.
@@ -130,10 +189,12 @@ def check_private(
     """Refuse a file another user owns, or that group or others may read or write."""
     check_owner(st, path, what, root_ok=root_ok)
     if st.st_mode & 0o077 and (st.st_mode & 0o007 or _acl_grants_others(fd) is not False):
-        raise KeystorePermissionError(
+        raise file_error(
+            what,
             f"{what} {path} is accessible by group or others "
             f"(mode {stat.S_IMODE(st.st_mode):04o}); it must be private: "
-            f"run 'chmod 600 {path}'"
+            f"run 'chmod 600 {path}'",
+            KeystorePermissionError,
         )
 
 
@@ -147,8 +208,9 @@ def real_private_path(path: str | os.PathLike[str], what: str) -> Path:
     and not writable by group or others (unless sticky, as /tmp is), or
     anyone could swap the file between jwktool's checks and its use.
 
-    :raises NotOwnerError: a link or a directory another user owns.
-    :raises KeystorePermissionError: a directory others may write.
+    :raises KeystorePermissionError: (the keystore) a link or a directory
+        another user owns, a directory others may write.
+    :raises StateFileError: (any other file) the same.
     """
     given = Path(os.path.abspath(os.fspath(path)))
     try:
@@ -156,7 +218,7 @@ def real_private_path(path: str | os.PathLike[str], what: str) -> Path:
     except OSError:
         link = None
     if link is not None and stat.S_ISLNK(link.st_mode):
-        check_owner(link, given, f"{what} link", root_ok=True)
+        check_owner(link, given, what, root_ok=True, shown=f"{what} link")
     real = Path(os.path.realpath(given))
     for directory in dict.fromkeys((given.parent, real.parent)):
         _check_directory(directory, what)
@@ -168,13 +230,15 @@ def _check_directory(directory: Path, what: str) -> None:
         st = os.stat(directory)
     except OSError:
         return  # made 0700 by ensure_private_directory when the file is written
-    check_owner(st, directory, f"the directory of the {what},", root_ok=True)
+    check_owner(st, directory, what, root_ok=True, shown=f"the directory of the {what},")
     writable_by_others = st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
     if writable_by_others and not st.st_mode & stat.S_ISVTX:
-        raise KeystorePermissionError(
+        raise file_error(
+            what,
             f"the directory {directory} of the {what} is writable by group or others "
             f"(mode {stat.S_IMODE(st.st_mode):04o}), so anyone could replace the file: "
-            f"run 'chmod go-w {directory}'"
+            f"run 'chmod go-w {directory}'",
+            KeystorePermissionError,
         )
 
 
@@ -201,41 +265,43 @@ def read_private_file(path: Path, max_bytes: int, what: str) -> tuple[bytes, Ide
         raise (
             missing_keystore(path)
             if what == "keystore"
-            else KeystoreNotFoundError(f"no {what} at {path}")
+            else file_error(what, f"no {what} at {path}", KeystoreNotFoundError)
         ) from None
     except IsADirectoryError:
-        raise KeystoreError(f"{what} path {path} is a directory") from None
+        raise file_error(what, f"{what} path {path} is a directory") from None
     except OSError as exc:
-        raise KeystoreError(f"cannot open {what} {path}: {exc.strerror or exc}") from None
+        raise file_error(what, f"cannot open {what} {path}: {exc.strerror or exc}") from None
     st = os.fstat(fd)
     if stat.S_ISDIR(st.st_mode):
         # Linux opens a directory O_RDONLY; os.fdopen() would then raise.
         os.close(fd)
-        raise KeystoreError(f"{what} path {path} is a directory")
+        raise file_error(what, f"{what} path {path} is a directory")
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        raise KeystoreError(f"{what} path {path} is not a regular file")
+        raise file_error(what, f"{what} path {path} is not a regular file")
     with os.fdopen(fd, "rb") as handle:
         check_private(handle.fileno(), st, path, what)
         if st.st_size > max_bytes:
-            raise KeystoreCorruptError(
+            raise file_error(
+                what,
                 f"{what} {path} is {st.st_size} bytes, larger than the "
-                f"{max_bytes} bytes it may be; refused"
+                f"{max_bytes} bytes it may be; refused",
+                KeystoreCorruptError,
             )
         raw = handle.read(max_bytes + 1)
     if len(raw) > max_bytes:
-        raise KeystoreCorruptError(f"{what} {path} is too large; refused")
+        raise file_error(what, f"{what} {path} is too large; refused", KeystoreCorruptError)
     return raw, (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def ensure_private_directory(directory: Path) -> None:
-    """Create ``directory`` (mode 0700) if it does not exist."""
+def ensure_private_directory(directory: Path, what: str = "state file") -> None:
+    """Create ``directory`` (mode 0700) for the file ``what`` if it does not exist."""
     if not directory.exists():
         try:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
-            raise KeystoreError(
-                f"cannot create directory {directory}: {exc.strerror or exc}"
+            raise file_error(
+                what, f"cannot create directory {directory}: {exc.strerror or exc}"
             ) from None
 
 
@@ -257,14 +323,17 @@ def exclusive_lock(path: Path, timeout: float, what: str) -> Iterator[None]:
         fd = os.open(lock_path, flags, 0o600)
     except OSError as exc:
         if exc.errno == errno.ELOOP or os.path.islink(lock_path):
-            raise KeystoreError(
+            raise file_error(
+                what,
                 f"lock file {lock_path} is a symbolic link; refusing to follow it "
-                "(remove it: jwktool creates the lock file itself)"
+                "(remove it: jwktool creates the lock file itself)",
             ) from None
-        raise KeystoreError(f"cannot open lock file {lock_path}: {exc.strerror or exc}") from None
+        raise file_error(
+            what, f"cannot open lock file {lock_path}: {exc.strerror or exc}"
+        ) from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise KeystoreError(f"lock file {lock_path} is not a regular file; refusing to use it")
+        raise file_error(what, f"lock file {lock_path} is not a regular file; refusing to use it")
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -273,11 +342,13 @@ def exclusive_lock(path: Path, timeout: float, what: str) -> Iterator[None]:
                 break
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise KeystoreError(f"cannot lock {lock_path}: {exc.strerror}") from None
+                    raise file_error(what, f"cannot lock {lock_path}: {exc.strerror}") from None
                 if time.monotonic() >= deadline:
-                    raise KeystoreLockError(
+                    raise file_error(
+                        what,
                         f"another process holds the {what} lock {lock_path}; "
-                        f"gave up after {timeout:g} s"
+                        f"gave up after {timeout:g} s",
+                        KeystoreLockError,
                     ) from None
                 time.sleep(0.02)
         # Only a writer holding the lock makes temp files, and we hold it now.
@@ -297,8 +368,10 @@ def atomic_write(path: Path, content: bytes, what: str, mode: int = 0o600) -> No
     try:
         fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=_temp_prefix(path), suffix=".tmp")
     except OSError as exc:
-        raise KeystoreError(
-            f"cannot write to directory {directory}: {exc.strerror or exc}"
+        raise file_error(
+            what,
+            f"cannot write {what} {path}: cannot create a file in {directory}: "
+            f"{exc.strerror or exc}",
         ) from None
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -311,9 +384,10 @@ def atomic_write(path: Path, content: bytes, what: str, mode: int = 0o600) -> No
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         if isinstance(exc, OSError):
-            raise KeystoreError(
+            raise file_error(
+                what,
                 f"could not write {what} {path}: {exc.strerror or exc}; "
-                "the previous version is unchanged"
+                "the previous version is unchanged",
             ) from None
         raise
     dir_fd = os.open(directory, os.O_RDONLY)

@@ -235,7 +235,7 @@ def _update_trust(change: Callable[[dict[str, dict[str, str]]], None]) -> None:
 
     path = trust_list_path()
     try:
-        ensure_private_directory(path.parent)
+        ensure_private_directory(path.parent, "trust list")
         with exclusive_lock(path, 10.0, "trust list"):
             entries = _read_trust()
             change(entries)

@@ -24,7 +24,7 @@ import requests
 from ._http import Budget, exchange, new_session, tls_verify
 from ._redact import clean_text, json_object
 from .discovery import Endpoint, check_signing_alg, resolve_endpoint
-from .errors import EXIT_CHECK_FAILED, EXIT_OK, JwktoolError, ServerRejectedError
+from .errors import JwktoolError, ServerRejectedError
 from .inspection import Check, CheckLevel, inspect_assertion
 from .keystore import KeyStatus, KeystoreData, KeystoreLike, open_keystore
 from .presets import ENVIRONMENTS
@@ -51,11 +51,6 @@ class DoctorReport:
     def ok(self) -> bool:
         """True when no check failed (warnings allowed)."""
         return all(c.level != "fail" for c in self.checks)
-
-    @property
-    def exit_code(self) -> int:
-        """0 when nothing failed, else 6."""
-        return EXIT_OK if self.ok else EXIT_CHECK_FAILED
 
     def with_hint(self, name: str, hint: str) -> DoctorReport:
         """The same report, with ``hint`` added to the failed check called ``name``.

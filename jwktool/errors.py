@@ -1,9 +1,13 @@
 """The whole jwktool exception tree.
 
 Every error jwktool raises on purpose derives from :class:`JwktoolError`. Each
-class carries a stable short ``code`` (for scripts and logs) and the process
-``exit_code`` the CLI uses for it (see docs/exit-codes.md). Messages are one
+class carries a stable short ``code`` (for scripts and logs). Messages are one
 line and never contain key material, assertions or tokens.
+
+The ``EXIT_*`` constants are the exit codes of the ``jwktool`` command
+(docs/exit-codes.md), kept here for scripts and tests that run it. The library
+never uses them: which error or result ends in which code is decided by the
+command line alone (:mod:`jwktool.cli._common`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ __all__ = [
     "EXIT_ROTATE_STAGED",
     "EXIT_SERVER_REJECTED",
     "EXIT_SERVER_UNREACHABLE",
+    "EXIT_STATE_FILE",
     "EXIT_STATUS_ACTIVE_OLD",
     "EXIT_STATUS_PENDING_OLD",
     "AssertionCheckError",
@@ -35,6 +40,7 @@ __all__ = [
     "ServerError",
     "ServerRejectedError",
     "ServerUnreachableError",
+    "StateFileError",
     "WeakPassphraseError",
 ]
 
@@ -51,8 +57,11 @@ EXIT_KEYSTORE = 3
 EXIT_SERVER_REJECTED = 4
 #: The authorization server could not be reached, timed out or answered nonsense.
 EXIT_SERVER_UNREACHABLE = 5
-#: ``jwktool inspect``: the assertion breaks at least one rule.
+#: ``jwktool inspect``: the assertion breaks at least one rule; ``jwktool doctor``: a check failed.
 EXIT_CHECK_FAILED = 6
+#: A file jwktool keeps for itself (the token cache, a metrics file) cannot be
+#: read or written; the keystore is not affected.
+EXIT_STATE_FILE = 7
 #: ``keys rotate``: a new pending key was staged; register its public JWK.
 EXIT_ROTATE_STAGED = 10
 #: ``keys rotate``: keys were promoted, retired or removed; nothing to do by hand.
@@ -67,7 +76,6 @@ class JwktoolError(Exception):
     """Base class of every error jwktool raises on purpose."""
 
     code: str = "error"
-    exit_code: int = EXIT_INTERNAL
     #: The library parameters the message names (``("size",)``), so a front end
     #: such as the CLI can name its own options instead.
     params: tuple[str, ...] = ()
@@ -88,7 +96,6 @@ class InputError(JwktoolError):
     """Bad local input: an option, a file, a duration, key material."""
 
     code = "bad_input"
-    exit_code = EXIT_INPUT
 
 
 class KeyValidationError(InputError):
@@ -113,7 +120,6 @@ class KeystoreError(JwktoolError):
     """The keystore cannot be used as it is."""
 
     code = "keystore"
-    exit_code = EXIT_KEYSTORE
 
 
 class KeystoreNotFoundError(KeystoreError):
@@ -129,8 +135,8 @@ class KeystoreCorruptError(KeystoreError):
 
 
 class KeystorePermissionError(KeystoreError):
-    """A private file (keystore, token cache, passphrase file) is readable or writable
-    by group or others, or is owned by another user."""
+    """The keystore or its passphrase file is readable or writable by group or
+    others, or is owned by another user."""
 
     code = "keystore_permissions"
 
@@ -153,18 +159,26 @@ class NoActiveKeyError(KeystoreError):
     code = "no_active_key"
 
 
+class StateFileError(JwktoolError):
+    """A file jwktool keeps for itself (the token cache, a metrics file) cannot be used.
+
+    Not a :class:`KeystoreError`: such a file only remembers (a token, figures
+    for monitoring), and its failure says nothing about the keys.
+    """
+
+    code = "state_file"
+
+
 class AssertionCheckError(JwktoolError):
     """A client assertion could not be decoded or breaks a rule."""
 
     code = "assertion"
-    exit_code = EXIT_CHECK_FAILED
 
 
 class ServerError(JwktoolError):
     """Base class of errors that come from talking to the authorization server."""
 
     code = "server"
-    exit_code = EXIT_SERVER_UNREACHABLE
 
 
 class ServerRejectedError(ServerError):
@@ -175,7 +189,6 @@ class ServerRejectedError(ServerError):
     """
 
     code = "server_rejected"
-    exit_code = EXIT_SERVER_REJECTED
 
     def __init__(
         self,
@@ -201,7 +214,6 @@ class ServerUnreachableError(ServerError):
     """
 
     code = "server_unreachable"
-    exit_code = EXIT_SERVER_UNREACHABLE
 
     def __init__(
         self,

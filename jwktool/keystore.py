@@ -196,7 +196,7 @@ class Keystore:
         """
         if not create and not self.path.exists():
             raise missing_keystore(self.path)
-        ensure_private_directory(self.path.parent)
+        ensure_private_directory(self.path.parent, "keystore")
         with exclusive_lock(self.path, self.lock_timeout, "keystore"):
             if self.path.exists():
                 data = self.read()

@@ -13,14 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, TypeAlias
 
 from . import _jwk
-from .errors import (
-    EXIT_OK,
-    EXIT_ROTATE_CHANGED,
-    EXIT_ROTATE_STAGED,
-    InputError,
-    NoActiveKeyError,
-    ServerRejectedError,
-)
+from .errors import InputError, NoActiveKeyError, ServerRejectedError
 from .keys import (
     DEFAULT_RSA_SIZE,
     RSA_SIZES,
@@ -74,14 +67,6 @@ class RotationResult:
     def changed(self) -> bool:
         """Whether anything was (or would be) changed."""
         return bool(self.actions)
-
-    @property
-    def exit_code(self) -> int:
-        """0 nothing to do; 10 a key needs registering (staged or not yet accepted);
-        11 other changes (see docs/exit-codes.md)."""
-        if self.needs_registration:
-            return EXIT_ROTATE_STAGED
-        return EXIT_ROTATE_CHANGED if self.changed else EXIT_OK
 
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-ready description."""

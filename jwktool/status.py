@@ -14,13 +14,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ._fileio import atomic_write
-from .errors import (
-    EXIT_OK,
-    EXIT_STATUS_ACTIVE_OLD,
-    EXIT_STATUS_PENDING_OLD,
-    InputError,
-    NoActiveKeyError,
-)
+from .errors import InputError, NoActiveKeyError, StateFileError
 from .keys import KeyInfo, check_now, list_keys
 from .keystore import KeyStatus, KeystoreLike, format_time
 
@@ -52,17 +46,15 @@ class StatusReport:
         )
 
     @property
-    def exit_code(self) -> int:
-        """0 healthy; 13 a pending key waits too long; 12 the active key is too old."""
-        if self.pending_too_long:
-            return EXIT_STATUS_PENDING_OLD
-        return EXIT_STATUS_ACTIVE_OLD if self.active_too_old else EXIT_OK
+    def ok(self) -> bool:
+        """Neither limit is exceeded: rotation is happening."""
+        return not (self.active_too_old or self.pending_too_long)
 
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-ready description."""
         return {
             "checked_at": format_time(self.checked_at),
-            "ok": self.exit_code == 0,
+            "ok": self.ok,
             "active_kid": self.active.kid if self.active else None,
             "active_age_seconds": _seconds(self.active_age),
             "oldest_pending_age_seconds": _seconds(self.oldest_pending_age),
@@ -102,7 +94,7 @@ class StatusReport:
             (
                 "jwktool_rotation_ok",
                 "1 when no key is older than its limit, else 0.",
-                int(self.exit_code == 0),
+                int(self.ok),
             ),
             (
                 "jwktool_status_timestamp_seconds",
@@ -167,6 +159,7 @@ def write_metrics(path: str | os.PathLike[str], report: StatusReport) -> None:
     jwktool metric): a mistyped path must never replace a keystore or a config.
 
     :raises InputError: the file exists and is something else.
+    :raises StateFileError: the file cannot be read or written.
     """
     target = Path(path)
     try:
@@ -175,7 +168,9 @@ def write_metrics(path: str | os.PathLike[str], report: StatusReport) -> None:
     except FileNotFoundError:
         head = None
     except OSError as exc:
-        raise InputError(f"cannot read the metrics file {target}: {exc.strerror or exc}") from None
+        raise StateFileError(
+            f"cannot read the metrics file {target}: {exc.strerror or exc}"
+        ) from None
     if head is not None and head and head != _METRICS_HEAD:
         raise InputError(
             f"{target} exists and is not a jwktool metrics file; refusing to replace it"

@@ -31,6 +31,9 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from ._fileio import (
     MAX_KEYSTORE_BYTES,
     NotOwnerError,
+    StateFileLockError,
+    StateFileNotFoundError,
+    StateFileTooLargeError,
     atomic_write,
     check_owner,
     ensure_private_directory,
@@ -40,13 +43,7 @@ from ._fileio import (
     resolve_keystore_path,
 )
 from ._thumbprint import thumbprint
-from .errors import (
-    KeystoreCorruptError,
-    KeystoreError,
-    KeystoreLockError,
-    KeystoreNotFoundError,
-    KeystorePermissionError,
-)
+from .errors import StateFileError
 from .tokens import AccessToken, from_cache_entry
 
 if TYPE_CHECKING:
@@ -176,7 +173,7 @@ class TokenCache:
         try:
             # A symbolic link is resolved once: the real file is locked and replaced.
             self.path = real_private_path(given, "token cache")
-        except KeystorePermissionError as exc:
+        except StateFileError as exc:
             self.path = Path(os.path.abspath(given))
             self._refused = exc.message
         self.lock_timeout = lock_timeout
@@ -219,9 +216,9 @@ class TokenCache:
         """
         try:
             raw, _ = read_private_file(self.path, _MAX_CACHE_BYTES, "token cache")
-        except KeystoreNotFoundError:
+        except StateFileNotFoundError:
             return {}  # no cache yet
-        except KeystoreCorruptError:
+        except StateFileTooLargeError:
             raise _NotACache(f"token cache {self.path} is too large to be one") from None
         if not raw.strip():
             return {}  # an empty file holds nothing to lose: it becomes the cache
@@ -278,7 +275,7 @@ class TokenCache:
         if foreign is not None:
             self._ignore(foreign)
             return
-        ensure_private_directory(self.path.parent)
+        ensure_private_directory(self.path.parent, "token cache")
         with exclusive_lock(self.path, self.lock_timeout, "token cache"):
             try:
                 current = self._load()
@@ -304,16 +301,19 @@ class TokenCache:
             yield
             return
         lock_path = self.path.with_name(self.path.name + ".fetch")
-        try:
-            ensure_private_directory(self.path.parent)
-            with exclusive_lock(lock_path, max(0.0, timeout), "token cache fetch"):
-                yield
-                return
-        except KeystoreLockError:
-            pass  # waited long enough: fetch without it
-        except KeystoreError as exc:
-            self._ignore(exc.message)
-        yield
+        with contextlib.ExitStack() as held:
+            # Only taking the lock may fail quietly: an error of the caller's
+            # body (a put that cannot write) goes to the caller unchanged.
+            try:
+                ensure_private_directory(self.path.parent, "token cache")
+                held.enter_context(
+                    exclusive_lock(lock_path, max(0.0, timeout), "token cache fetch")
+                )
+            except StateFileLockError:
+                pass  # waited long enough: fetch without it
+            except StateFileError as exc:
+                self._ignore(exc.message)
+            yield
 
     def clear(self) -> None:
         """Remove every entry (another user's cache file is left alone, with a warning)."""

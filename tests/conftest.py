@@ -23,38 +23,53 @@ PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 NOW = datetime(2025, 1, 15, 12, 0, 0, tzinfo=timezone.utc)
 
 
+def json_object(text: str | bytes) -> dict[str, Any]:
+    """Parse JSON that must be an object (a JWK or JWKS, claims, a token response)."""
+    value = json.loads(text)
+    assert isinstance(value, dict), f"expected a JSON object, got {type(value).__name__}"
+    return value
+
+
 def load_vector(name: str) -> Any:
     """Return the parsed JSON of ``tests/vectors/<name>`` (see tests/vectors/README.md)."""
     return json.loads((VECTORS / name).read_text(encoding="utf-8"))
 
 
 @pytest.fixture(autouse=True)
-def _no_real_home(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Every test: jwktool never sees or writes the developer's home, profiles or caches.
+def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test: jwktool never sees or writes the developer's home, profiles, caches or files.
 
-    HOME and the XDG directories point into a temporary directory; JWKTOOL_*
-    variables and CA-bundle overrides from the outer environment are removed.
+    Each test gets its own directory ``env/`` (beside its ``tmp_path``, which is
+    left alone) holding ``env/home``, the HOME, with the usual XDG layout inside
+    it (``~/.config``, ``~/.cache``, ``~/.local/share``, not created), and
+    ``env/work``, the working directory (outside HOME and any git checkout).
+    ``env/`` is the test's own: a file written in ``home.parent`` is seen by
+    this test's upward search for project files only. JWKTOOL_* variables and
+    CA-bundle overrides from the outer environment are removed. Subprocesses
+    started with :func:`subprocess_env` (or ``os.environ``) inherit all of it.
+
+    Returns HOME; tests ask for it as the ``home`` fixture.
     """
-    home = tmp_path_factory.mktemp("home")
-    monkeypatch.setenv("HOME", str(home))
-    for name in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME"):
-        monkeypatch.setenv(name, str(home / name.lower()))
     for name in list(os.environ):
         if name.startswith("JWKTOOL_") or name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
             monkeypatch.delenv(name)
+    root = tmp_path_factory.mktemp("env")
+    home = root / "home"
+    work = root / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+    monkeypatch.chdir(work)
+    return home
 
 
 @pytest.fixture
-def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Keep jwktool away from the real home: no JWKTOOL_* variables, XDG_DATA_HOME in tmp."""
-    for name in list(os.environ):
-        if name.startswith("JWKTOOL_"):
-            monkeypatch.delenv(name)
-    xdg = tmp_path / "xdg-data"
-    monkeypatch.setenv("XDG_DATA_HOME", str(xdg))
-    return xdg
+def home(isolated_env: Path) -> Path:
+    """The test's temporary HOME (set up by :func:`isolated_env`)."""
+    return isolated_env
 
 
 @pytest.fixture
@@ -73,7 +88,7 @@ CliInvoke = Callable[..., Result]
 
 
 @pytest.fixture
-def cli(isolated_env: Path) -> CliInvoke:
+def cli() -> CliInvoke:
     """Invoke ``jwktool.cli.cli`` in-process; the Result keeps stdout and stderr apart.
 
     ``cli("keys", "list", "--keystore", path, env={...}, input=b"...")``.
@@ -110,7 +125,7 @@ RunCli = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
 @pytest.fixture
-def run_cli(isolated_env: Path) -> RunCli:
+def run_cli() -> RunCli:
     """Run ``python -m jwktool ARGS`` as a real process; returns the CompletedProcess (text)."""
 
     def run(
@@ -121,7 +136,7 @@ def run_cli(isolated_env: Path) -> RunCli:
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "jwktool", *[os.fspath(a) for a in args]],
-            env=subprocess_env({"XDG_DATA_HOME": str(isolated_env), **(env or {})}),
+            env=subprocess_env(env),
             input=input,
             capture_output=True,
             text=True,

@@ -7,8 +7,9 @@ onboarding and a key rotation on your machine. It needs the ``[test]`` extra
 (Authlib, Flask, joserfc); ``import jwktool`` never imports it.
 
 * from a program: ``jwktool-test-server --jwks public.jwks --client-id demo-client``
-  (or ``python -m jwktool.testing.authserver ...``);
-* from tests: ``from jwktool.testing.authserver import start_auth_server``.
+  (or ``python -m jwktool.testing ...``); the program is :mod:`jwktool.testing.serve`;
+* from tests: ``from jwktool.testing.authserver import start_auth_server``
+  (:func:`~jwktool.testing.pki.make_test_ca` makes a CA and certificate for HTTPS).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ __all__ = ["run_test_server"]
 
 
 def run_test_server(argv: list[str] | None = None) -> int:
-    """The ``jwktool-test-server`` command: :func:`jwktool.testing.authserver.main`.
+    """The ``jwktool-test-server`` command: :func:`jwktool.testing.serve.main`.
 
     Says in one line which extra to install when Authlib or Flask is missing,
     instead of a traceback.
@@ -25,7 +26,7 @@ def run_test_server(argv: list[str] | None = None) -> int:
     import sys
 
     try:
-        from .authserver import main
+        from .serve import main
     except ImportError as exc:
         print(f"jwktool-test-server: {exc}", file=sys.stderr)
         return 2

@@ -44,24 +44,6 @@ GOOD = "https://idp.example/op"
 EVIL = "https://evil.example/op"
 
 
-@pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """HOME, XDG_* and the cwd in tmp_path; no JWKTOOL_* or CA variables from outside."""
-    for name in list(os.environ):
-        if name.startswith("JWKTOOL_") or name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-            monkeypatch.delenv(name)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return home
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
     path = tmp_path / "store" / "keystore.json"
@@ -469,7 +451,7 @@ def _all_options() -> list[tuple[str, click.Option]]:
 
 
 def test_every_option_that_weakens_security_is_command_line_only() -> None:
-    from jwktool.cli import CommandLineOnly
+    from jwktool.cli._common import CommandLineOnly
     from jwktool.config import COMMAND_LINE_ONLY, PROFILE_KEYS
 
     options = _all_options()

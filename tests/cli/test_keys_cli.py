@@ -29,8 +29,6 @@ from ..conftest import (
     private_values,
 )
 
-pytestmark = pytest.mark.usefixtures("isolated_env")
-
 A1_EC, A1_RSA = load_vector("rfc7517-a1-public-keys.json")["keys"]
 A2 = load_vector("rfc7517-a2-private-keys.json")
 A2_EC, A2_RSA = A2["keys"]

@@ -19,12 +19,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 import jwktool
 from jwktool import keys
-from jwktool._cli_words import as_options
+from jwktool.cli._common import as_options
 from jwktool.errors import InputError, KeyValidationError
+from jwktool.signer import Signer
 
 from ..conftest import CliInvoke
-
-pytestmark = pytest.mark.usefixtures("isolated_env")
 
 PACKAGE = Path(jwktool.__file__).parent
 #: The key side of the library: no message of theirs may name a command-line option.
@@ -123,7 +122,7 @@ def test_import_names_its_own_options(cli: CliInvoke, keystore_path: Path, tmp_p
 def test_sign_names_allow_long_lifetime(cli: CliInvoke, keystore_path: Path) -> None:
     keys.generate_key(keystore_path, alg="EdDSA")
     with pytest.raises(InputError, match=r"\(allow_long_lifetime\)"):
-        jwktool.Signer(keystore_path, "client", "https://as.example/op", lifetime=601)
+        Signer(keystore_path, "client", "https://as.example/op", lifetime=601)
     result = cli(
         "sign",
         "--keystore",

@@ -7,7 +7,6 @@ In-process through click's CliRunner (stdout and stderr kept apart), plus real
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from jwktool.keys import generate_key
 from jwktool.presets import ENVIRONMENTS
 from jwktool.signer import SigningKey
 
+from ..conftest import subprocess_env
 from ..unit.test_signer import (
     ALGS,
     CLIENT_ID,
@@ -44,14 +44,6 @@ AUDIENCE = "https://authenticatie.vlaanderen.be/op"
 CHECK_LINE = re.compile(r"^(ok|warn|fail)\s+(\w+)\s")
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("JWKTOOL_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-
-
 def run(*args: str | Path, input: str | None = None, env: dict[str, str] | None = None) -> Result:
     return CliRunner().invoke(
         cli, [str(a) for a in args], input=input, env=env, prog_name="jwktool"
@@ -61,12 +53,10 @@ def run(*args: str | Path, input: str | None = None, env: dict[str, str] | None 
 def run_process(
     *args: str | Path, input: str | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("JWKTOOL_")}
-    clean.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "jwktool", *[str(a) for a in args]],
         input=input,
-        env=clean,
+        env=subprocess_env(env),
         capture_output=True,
         text=True,
         timeout=120,

@@ -33,24 +33,6 @@ from ..conftest import CliInvoke, RunCli, assert_one_line_error
 DAY = 86400
 
 
-@pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """HOME, XDG_*, cwd and JWKTOOL_* in tmp_path: no real file is read or written."""
-    for name in list(os.environ):
-        if name.startswith("JWKTOOL_"):
-            monkeypatch.delenv(name)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return home
-
-
 def ago(days: float) -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=days)
 

@@ -22,8 +22,6 @@ from jwktool.errors import (
 from ..conftest import CliInvoke, RunCli, assert_one_line_error
 from ..integration.authserver import AuthServer, start_auth_server
 
-pytestmark = pytest.mark.usefixtures("isolated_env")
-
 CLIENT_ID = "0b5e3b7e-5d1c-4b8e-9a57-3f0c1d2e4a11"
 
 

@@ -114,10 +114,10 @@ def parse(path: Path) -> list[Block]:
         if marker:
             if pending_marker is not None:
                 problems.append(f"{rel}:{pending_marker[0]}: marker not followed by a code block")
-            kind, rest = marker.group("kind"), marker.group("rest").strip()
-            if kind not in KINDS:
-                problems.append(f"{rel}:{i + 1}: unknown marker kind {kind!r}")
-            pending_marker = (i + 1, kind, rest)
+            marker_kind, rest = marker.group("kind"), marker.group("rest").strip()
+            if marker_kind not in KINDS:
+                problems.append(f"{rel}:{i + 1}: unknown marker kind {marker_kind!r}")
+            pending_marker = (i + 1, marker_kind, rest)
             i += 1
             continue
         fence = _FENCE.match(line)

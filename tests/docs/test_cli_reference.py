@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from pathlib import Path
 from types import ModuleType
 
 import click
+import pytest
 
 from .examples import DOCS, ROOT
 
@@ -68,7 +70,7 @@ def test_cli_reference_is_up_to_date() -> None:
         )
 
 
-def test_rendering_does_not_depend_on_the_terminal(monkeypatch) -> None:
+def test_rendering_does_not_depend_on_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     gen = _generator()
     first = gen.render()
     monkeypatch.setenv("COLUMNS", "37")
@@ -108,7 +110,9 @@ def test_every_command_is_in_the_exit_code_table() -> None:
     assert not missing, f"commands missing from the table in docs/exit-codes.md: {missing}"
 
 
-def test_check_mode_reports_a_stale_reference(tmp_path, monkeypatch, capsys) -> None:
+def test_check_mode_reports_a_stale_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     gen = _generator()
     stale = tmp_path / "cli.md"
     stale.write_text("# outdated\n", encoding="utf-8")

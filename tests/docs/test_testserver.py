@@ -1,6 +1,6 @@
 """The local test server as the docs use it, and the library guide's web application.
 
-* ``jwktool-test-server`` and ``python -m jwktool.testing.authserver`` start from
+* ``jwktool-test-server`` and ``python -m jwktool.testing`` start from
   any directory (no checkout on ``sys.path``), log one line per request with
   the client, the ``kid`` and the outcome, and never log an assertion or a token;
 * ``import jwktool`` does not import the server (nor Authlib or Flask);
@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -82,7 +82,7 @@ def keystore(tmp_path: Path) -> Path:
     return path
 
 
-def _start(command: list[str], cwd: Path, env: dict[str, str]) -> Iterator[_Running]:
+def _start(command: list[str], cwd: Path, env: dict[str, str]) -> Generator[_Running, None, None]:
     process = subprocess.Popen(
         command,
         cwd=cwd,
@@ -108,21 +108,19 @@ def _start(command: list[str], cwd: Path, env: dict[str, str]) -> Iterator[_Runn
 
 COMMANDS = {
     "console-script": [str(VENV_BIN / "jwktool-test-server")],
-    "python-m": [sys.executable, "-m", "jwktool.testing.authserver"],
+    "python-m": [sys.executable, "-m", "jwktool.testing"],
 }
 
 
 @pytest.mark.parametrize("how", sorted(COMMANDS))
 def test_the_server_runs_from_anywhere_and_logs_each_request(
-    how: str, tmp_path: Path, keystore: Path
+    how: str, tmp_path: Path, home: Path, keystore: Path
 ) -> None:
     if how == "console-script" and not Path(COMMANDS[how][0]).exists():
         pytest.fail(
             "jwktool-test-server is not installed in this virtualenv: "
             "run pip install -e '.[test]' again (pyproject.toml's [project.scripts])"
         )
-    home = tmp_path / "home"
-    home.mkdir()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = _clean_env(home)
@@ -242,7 +240,7 @@ def test_a_taken_port_is_one_line_not_a_traceback(tmp_path: Path, keystore: Path
             [
                 sys.executable,
                 "-m",
-                "jwktool.testing.authserver",
+                "jwktool.testing",
                 "--jwks",
                 str(tmp_path / "public.jwks"),
                 "--client-id",
@@ -260,6 +258,22 @@ def test_a_taken_port_is_one_line_not_a_traceback(tmp_path: Path, keystore: Path
     assert result.returncode != 0
     assert result.stderr.strip().startswith(f"authserver: cannot listen on 127.0.0.1:{taken.port}")
     assert "Traceback" not in result.stderr
+
+
+def test_the_old_module_command_says_what_to_run_instead(tmp_path: Path) -> None:
+    old = subprocess.run(
+        [sys.executable, "-m", "jwktool.testing.authserver", "--help"],
+        env=_clean_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert old.returncode != 0
+    assert old.stderr.strip() == (
+        "authserver: run jwktool-test-server or python -m jwktool.testing instead"
+    )
 
 
 def test_import_jwktool_does_not_import_the_test_server() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from jwktool import keys
 
-from ..conftest import CliInvoke, assert_one_line_error
+from ..conftest import CliInvoke, assert_one_line_error, subprocess_env
 from .authserver import AuthServer
 
 CLIENT_ID = "3f1e9c2a-7b4d-4e8f-9a1c-5d6e7f8a9b0c"
@@ -214,14 +214,13 @@ def test_the_missing_default_keystore_hint_is_the_plain_command(cli: CliInvoke) 
 
 
 def test_a_cached_token_loads_neither_requests_nor_key_machinery(
-    keystore_path: Path, auth_server: AuthServer, tmp_path: Path
+    keystore_path: Path, auth_server: AuthServer
 ) -> None:
     keys.generate_key(keystore_path, alg="ES256")
     auth_server.register_client(
         CLIENT_ID, json.loads(keys.export_keys(keystore_path)), ["gipod_pdo_read"]
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JWKTOOL_")}
-    env.update(HOME=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    env = subprocess_env()  # the token cache is in the test's own HOME
     command = [sys.executable, "-X", "importtime", "-m", "jwktool", "token"]
     command += ["--keystore", str(keystore_path), "--client-id", CLIENT_ID]
     command += ["--issuer", auth_server.issuer]

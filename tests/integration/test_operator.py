@@ -8,15 +8,15 @@ The issue is done when:
   server accepts it (and ``keys activate --verify`` refuses a key it does not);
 * a shell loop of 100 ``jwktool token`` calls makes one token request.
 
-Every test runs with HOME, the XDG directories, the working directory and the
-JWKTOOL_* variables pointed into ``tmp_path``; nothing leaves 127.0.0.1.
+Every test runs with HOME, the XDG directories and the working directory in
+temporary directories and no JWKTOOL_* variables (``isolated_env`` in
+tests/conftest.py); nothing leaves 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import stat
 import time as real_time
@@ -36,15 +36,15 @@ from jwktool import keys
 from jwktool.errors import (
     EXIT_CHECK_FAILED,
     EXIT_INPUT,
-    EXIT_KEYSTORE,
     EXIT_OK,
     EXIT_ROTATE_CHANGED,
     EXIT_ROTATE_STAGED,
     EXIT_SERVER_REJECTED,
     EXIT_SERVER_UNREACHABLE,
+    EXIT_STATE_FILE,
 )
 
-from ..conftest import CliInvoke, RunCli, assert_one_line_error, private_values
+from ..conftest import CliInvoke, RunCli, assert_one_line_error, json_object, private_values
 from .authserver import AuthServer
 
 CLIENT_ID = "right-client"
@@ -53,26 +53,6 @@ LEVELS = {"ok", "info", "warn", "fail", "skip"}
 
 
 # -- isolation and helpers -----------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """HOME, XDG_*, cwd and JWKTOOL_* in tmp_path; no CA bundle from the developer's shell."""
-    for name in list(os.environ):
-        if name.startswith("JWKTOOL_"):
-            monkeypatch.delenv(name)
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        monkeypatch.delenv(name, raising=False)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return home
 
 
 @pytest.fixture(autouse=True)
@@ -118,8 +98,8 @@ def add_pending(store: Path, *, days_old: int = 0) -> str:
 def jwks_of(store: Path, *kids: str) -> dict[str, Any]:
     """The public JWKS of ``kids`` (all keys of the store when none are named)."""
     if not kids:
-        return json.loads(keys.export_keys(store))
-    return {"keys": [json.loads(keys.export_keys(store, kid=k))["keys"][0] for k in kids]}
+        return json_object(keys.export_keys(store))
+    return {"keys": [json_object(keys.export_keys(store, kid=k))["keys"][0] for k in kids]}
 
 
 def register(server: AuthServer, store: Path, *kids: str, client_id: str = CLIENT_ID) -> None:
@@ -138,7 +118,7 @@ def statuses(store: Path) -> dict[str, str]:
 
 def header_of(assertion: str) -> dict[str, Any]:
     part = assertion.split(".")[0]
-    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    return json_object(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
 
 
 def last_kid(server: AuthServer) -> str:
@@ -714,7 +694,7 @@ def cache_file(home: Path) -> Path:
 
 
 def test_100_token_calls_make_one_token_request(
-    cli: CliInvoke, server: AuthServer, store: Path, _isolated: Path
+    cli: CliInvoke, server: AuthServer, store: Path, home: Path
 ) -> None:
     register(server, store)
     tokens = set()
@@ -725,13 +705,13 @@ def test_100_token_calls_make_one_token_request(
     assert server.token_requests == 1
     (token,) = tokens
     assert server.is_token_valid(token)
-    path = cache_file(_isolated)
+    path = cache_file(home)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
 
 def test_10_token_processes_make_one_token_request(
-    run_cli: RunCli, server: AuthServer, store: Path, _isolated: Path
+    run_cli: RunCli, server: AuthServer, store: Path, home: Path
 ) -> None:
     register(server, store)
     outputs = []
@@ -742,7 +722,7 @@ def test_10_token_processes_make_one_token_request(
         outputs.append(proc.stdout.strip())
     assert server.token_requests == 1
     assert len(set(outputs)) == 1
-    assert cache_file(_isolated).is_file()
+    assert cache_file(home).is_file()
 
 
 def test_cached_json_keeps_the_original_expiry(
@@ -804,13 +784,13 @@ def test_another_endpoint_misses_the_cache(cli: CliInvoke, server: AuthServer, s
 
 
 def test_no_cache_always_requests_and_writes_nothing(
-    cli: CliInvoke, server: AuthServer, store: Path, _isolated: Path
+    cli: CliInvoke, server: AuthServer, store: Path, home: Path
 ) -> None:
     register(server, store)
     tokens = {cli(*token_args(server, store, "--no-cache")).stdout for _ in range(3)}
     assert server.token_requests == 3
     assert len(tokens) == 3
-    assert not cache_file(_isolated).exists()
+    assert not cache_file(home).exists()
     # With a filled cache, --no-cache still asks the server.
     cached = cli(*token_args(server, store)).stdout
     assert cli(*token_args(server, store, "--no-cache")).stdout != cached
@@ -818,11 +798,11 @@ def test_no_cache_always_requests_and_writes_nothing(
 
 
 def test_the_cache_file_is_private_and_holds_no_key_material(
-    cli: CliInvoke, server: AuthServer, store: Path, _isolated: Path
+    cli: CliInvoke, server: AuthServer, store: Path, home: Path
 ) -> None:
     register(server, store)
     token = cli(*token_args(server, store)).stdout.strip()
-    path = cache_file(_isolated)
+    path = cache_file(home)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     text = path.read_text(encoding="utf-8")
     assert token in text
@@ -834,7 +814,7 @@ def test_the_cache_file_is_private_and_holds_no_key_material(
 
 
 def test_a_refused_request_is_not_cached(
-    cli: CliInvoke, server: AuthServer, store: Path, _isolated: Path
+    cli: CliInvoke, server: AuthServer, store: Path, home: Path
 ) -> None:
     register(server, store)
     for _ in range(2):
@@ -842,18 +822,18 @@ def test_a_refused_request_is_not_cached(
         assert result.exit_code == EXIT_SERVER_REJECTED
         assert_one_line_error(result.stderr, contains="invalid_scope")
     assert server.token_requests == 2
-    assert not cache_file(_isolated).exists()
+    assert not cache_file(home).exists()
 
 
 def test_a_group_readable_cache_is_refused(
-    cli: CliInvoke, server: AuthServer, store: Path, _isolated: Path
+    cli: CliInvoke, server: AuthServer, store: Path, home: Path
 ) -> None:
     register(server, store)
     cli(*token_args(server, store))
-    path = cache_file(_isolated)
+    path = cache_file(home)
     path.chmod(0o640)
     result = cli(*token_args(server, store))
-    assert result.exit_code == EXIT_KEYSTORE
+    assert result.exit_code == EXIT_STATE_FILE
     message = assert_one_line_error(result.stderr, contains=str(path))
     assert "chmod 600" in message
     assert result.stdout == ""
@@ -870,11 +850,11 @@ def test_a_group_readable_cache_is_refused(
     ids=["broken-json", "not-utf8", "other-version", "not-an-object"],
 )
 def test_a_file_that_is_not_a_cache_is_left_alone_and_tokens_still_come(
-    cli: CliInvoke, server: AuthServer, store: Path, _isolated: Path, content: bytes
+    cli: CliInvoke, server: AuthServer, store: Path, home: Path, content: bytes
 ) -> None:
     """Never replaced: the cache path may name a file that is not ours to overwrite."""
     register(server, store)
-    path = cache_file(_isolated)
+    path = cache_file(home)
     path.parent.mkdir(mode=0o700, parents=True)
     path.write_bytes(content)
     path.chmod(0o600)
@@ -888,10 +868,10 @@ def test_a_file_that_is_not_a_cache_is_left_alone_and_tokens_still_come(
 
 
 def test_an_empty_cache_file_is_filled(
-    cli: CliInvoke, server: AuthServer, store: Path, _isolated: Path
+    cli: CliInvoke, server: AuthServer, store: Path, home: Path
 ) -> None:
     register(server, store)
-    path = cache_file(_isolated)
+    path = cache_file(home)
     path.parent.mkdir(mode=0o700, parents=True)
     path.write_bytes(b"")
     path.chmod(0o600)
@@ -904,11 +884,11 @@ def test_an_empty_cache_file_is_filled(
 
 
 def test_a_token_past_its_refresh_time_is_requested_again(
-    cli: CliInvoke, server: AuthServer, store: Path, _isolated: Path
+    cli: CliInvoke, server: AuthServer, store: Path, home: Path
 ) -> None:
     register(server, store)
     first = cli(*token_args(server, store)).stdout
-    path = cache_file(_isolated)
+    path = cache_file(home)
     doc = json.loads(path.read_text(encoding="utf-8"))
     for entry in doc["tokens"].values():
         entry["refresh_at"] = real_time.time() - 1
@@ -919,7 +899,7 @@ def test_a_token_past_its_refresh_time_is_requested_again(
 
 
 def test_token_cache_location_from_the_environment(
-    cli: CliInvoke, server: AuthServer, store: Path, tmp_path: Path, _isolated: Path
+    cli: CliInvoke, server: AuthServer, store: Path, tmp_path: Path, home: Path
 ) -> None:
     register(server, store)
     elsewhere = tmp_path / "elsewhere" / "tokens.json"
@@ -928,4 +908,4 @@ def test_token_cache_location_from_the_environment(
     cli(*token_args(server, store), env=env)
     assert server.token_requests == 1
     assert elsewhere.is_file()
-    assert not cache_file(_isolated).exists()
+    assert not cache_file(home).exists()

@@ -24,8 +24,9 @@ import pytest
 import requests
 
 from jwktool import keys
+from jwktool._http import origin
 from jwktool.doctor import run_doctor
-from jwktool.exchanger import Endpoint, TokenClient, origin, request_token, resolve_endpoint
+from jwktool.exchanger import Endpoint, TokenClient, request_token, resolve_endpoint
 from jwktool.settings import ServerSettings
 
 from ..conftest import client_kwargs

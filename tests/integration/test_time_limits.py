@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from jwktool.errors import ServerUnreachableError
 from jwktool.exchanger import TokenClient, request_token, resolve_endpoint
 from jwktool.settings import ServerSettings
 
-from ..conftest import client_kwargs
+from ..conftest import client_kwargs, subprocess_env
 from .authserver import AuthServer, start_auth_server
 
 CLIENT_ID = "0b5e3b7e-5d1c-4b8e-9a57-3f0c1d2e4a11"
@@ -88,9 +87,9 @@ def store(tmp_path: Path) -> Path:
     return path
 
 
-def run_cli(*args: str, home: Path) -> tuple[subprocess.CompletedProcess[str], float]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JWKTOOL_")}
-    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / "c"), XDG_CACHE_HOME=str(home / "k"))
+def run_cli(*args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run ``python -m jwktool ARGS`` (in the test's isolated environment); time it."""
+    env = subprocess_env()
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "jwktool", *args],
@@ -108,7 +107,7 @@ def run_cli(*args: str, home: Path) -> tuple[subprocess.CompletedProcess[str], f
 
 @pytest.mark.parametrize("timeout", [1, 3])
 def test_token_against_a_silent_endpoint_ends_within_its_timeout(
-    silent: Silent, store: Path, tmp_path: Path, timeout: int
+    silent: Silent, store: Path, timeout: int
 ) -> None:
     url = f"http://127.0.0.1:{silent.port}/op"
     done, elapsed = run_cli(
@@ -124,7 +123,6 @@ def test_token_against_a_silent_endpoint_ends_within_its_timeout(
         "--timeout",
         str(timeout),
         "--no-cache",
-        home=tmp_path,
     )
     assert done.returncode == 5, done.stderr
     assert elapsed < timeout + MARGIN, f"took {elapsed:.1f} s with --timeout {timeout}"
@@ -134,7 +132,7 @@ def test_token_against_a_silent_endpoint_ends_within_its_timeout(
 
 
 def test_discovery_against_a_silent_issuer_ends_within_its_timeout(
-    silent: Silent, store: Path, tmp_path: Path
+    silent: Silent, store: Path
 ) -> None:
     done, elapsed = run_cli(
         "token",
@@ -146,7 +144,6 @@ def test_discovery_against_a_silent_issuer_ends_within_its_timeout(
         f"http://127.0.0.1:{silent.port}/op",
         "--timeout",
         "2",
-        home=tmp_path,
     )
     assert done.returncode == 5, done.stderr
     assert elapsed < 2 + MARGIN, f"took {elapsed:.1f} s with --timeout 2"
@@ -354,7 +351,7 @@ def test_a_read_timeout_says_the_host_did_not_answer(silent: Silent) -> None:
     assert "did not answer" in error.message
 
 
-def test_verbose_traces_the_exchange_without_secrets(store: Path, tmp_path: Path) -> None:
+def test_verbose_traces_the_exchange_without_secrets(store: Path) -> None:
     server = start_auth_server()
     try:
         server.register_client(CLIENT_ID, json.loads(keys.export_keys(store)), ["gipod_pdo_read"])
@@ -370,7 +367,6 @@ def test_verbose_traces_the_exchange_without_secrets(store: Path, tmp_path: Path
             "--scope",
             "gipod_pdo_read",
             "--no-cache",
-            home=tmp_path,
         )
     finally:
         server.stop()

@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from jwktool import keys
+from jwktool.cli._common import exit_code_for
 from jwktool.errors import (
     EXIT_SERVER_REJECTED,
     EXIT_SERVER_UNREACHABLE,
@@ -32,10 +33,8 @@ from jwktool.keys import ExportFormat
 from jwktool.settings import ServerSettings
 from jwktool.signer import SigningKey, make_client_assertion
 
-from ..conftest import CliInvoke, assert_one_line_error, client_kwargs
+from ..conftest import CliInvoke, assert_one_line_error, client_kwargs, json_object
 from .authserver import AuthServer
-
-pytestmark = pytest.mark.usefixtures("isolated_env")
 
 CLIENT_ID = "0b5e3b7e-5d1c-4b8e-9a57-3f0c1d2e4a11"
 SCOPES = ["gipod_pdo_read", "gipod_pdo_write"]
@@ -73,7 +72,7 @@ def signing_key(store: Path) -> SigningKey:
 def segment(assertion: str, index: int) -> dict[str, Any]:
     """Decode the header (0) or the claims (1) of a compact JWS."""
     part = assertion.split(".")[index]
-    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    return json_object(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
 
 
 def make_client(server: AuthServer, store: Path, **kwargs: Any) -> TokenClient:
@@ -175,7 +174,7 @@ def test_unregistered_key_is_invalid_client_with_the_kid_in_the_hint(
         client.get_token()
     exc = caught.value
     assert exc.error == "invalid_client"
-    assert exc.exit_code == EXIT_SERVER_REJECTED
+    assert exit_code_for(exc) == EXIT_SERVER_REJECTED
     assert exc.hint is not None and active_kid(store) in exc.hint
     assert active_kid(store) in exc.message
     # never retried: exactly one request reached the server
@@ -306,7 +305,7 @@ def test_tls_without_the_ca_bundle_fails_cleanly(
     ):
         client.get_token()
     assert "ca_bundle" in caught.value.message
-    assert caught.value.exit_code == EXIT_SERVER_UNREACHABLE
+    assert exit_code_for(caught.value) == EXIT_SERVER_UNREACHABLE
     assert caught.value.retryable is False
     assert delays == []
     assert server.token_requests == 0  # the handshake failed; nothing was sent

@@ -17,8 +17,6 @@ import pytest
 from stress import crashes
 from stress.common import Problems
 
-pytestmark = pytest.mark.usefixtures("isolated_env")
-
 
 def test_kill_processes_on_a_shared_keystore() -> None:
     result = crashes.run_part(workers=3, seconds=6.0, seed=5)

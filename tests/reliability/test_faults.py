@@ -22,8 +22,6 @@ from stress.findings import unexplained
 from ..conftest import client_kwargs
 from ..integration.authserver import AuthServer, start_auth_server
 
-pytestmark = pytest.mark.usefixtures("isolated_env")
-
 
 def test_fault_scenarios_and_random_campaign() -> None:
     result = faults.run_part(full=False, seed=3, random_calls=10)

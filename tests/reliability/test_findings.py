@@ -31,8 +31,6 @@ from stress.fuzz import canned_session, patched_sessions
 from ..conftest import CliInvoke, RunCli, assert_one_line_error, client_kwargs
 from ..integration.authserver import AuthServer, make_test_ca, start_auth_server
 
-pytestmark = pytest.mark.usefixtures("isolated_env")
-
 DEEP = b"[" * 100_000
 ISSUER = "https://as.example/op"
 CLIENT_ID = "findings-client"

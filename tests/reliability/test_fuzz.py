@@ -12,8 +12,6 @@ import pytest
 from stress import fuzz
 from stress.findings import unexplained
 
-pytestmark = pytest.mark.usefixtures("isolated_env")
-
 #: Inputs per target in the normal suite (a few seconds each).
 SHORT = {
     "keystore": 80,

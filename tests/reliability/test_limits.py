@@ -11,8 +11,6 @@ import pytest
 from stress import limits
 from stress.findings import unexplained
 
-pytestmark = pytest.mark.usefixtures("isolated_env")
-
 
 def test_100_mb_inputs_are_refused_without_being_read() -> None:
     result = limits.run_part()

@@ -8,8 +8,6 @@ from stress import secretscan
 from stress.common import PartResult
 from stress.findings import unexplained
 
-pytestmark = pytest.mark.usefixtures("isolated_env")
-
 
 @pytest.fixture(scope="module")
 def scan() -> PartResult:

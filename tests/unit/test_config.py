@@ -12,7 +12,6 @@ environment > profile. No network: the CLI checks use ``jwktool sign``,
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -20,29 +19,12 @@ from typing import Any
 import pytest
 
 from jwktool import keys
+from jwktool.cli._common import exit_code_for
 from jwktool.config import PROFILE_KEYS, config_files, load_profile, trust_file
 from jwktool.errors import EXIT_INPUT, EXIT_OK, EXIT_STATUS_ACTIVE_OLD, InputError
 from jwktool.presets import ENVIRONMENTS
 
 from ..conftest import CliInvoke, assert_one_line_error
-
-
-@pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """HOME, XDG_*, cwd and JWKTOOL_* in tmp_path, so no real config file is ever read."""
-    for name in list(os.environ):
-        if name.startswith("JWKTOOL_"):
-            monkeypatch.delenv(name)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return home
 
 
 def user_file(home: Path, text: str) -> Path:
@@ -208,7 +190,7 @@ def test_bad_toml_is_an_input_error_naming_the_file(home: Path) -> None:
         load_profile()
     assert str(path) in info.value.message
     assert "\n" not in info.value.message
-    assert info.value.exit_code == EXIT_INPUT
+    assert exit_code_for(info.value) == EXIT_INPUT
 
 
 @pytest.mark.parametrize(

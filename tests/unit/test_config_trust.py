@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from jwktool import config, configfiles
+from jwktool import configfiles
+from jwktool.cli._common import exit_code_for
 from jwktool.config import (
     COMMAND_LINE_ONLY,
     PROFILE_KEYS,
@@ -41,24 +42,6 @@ EVIL = '[profiles.a]\ntoken_endpoint = "https://evil.example/token"\nca_bundle =
 UNTRUSTED_WARNING = (
     "ignoring untrusted ./jwktool.toml; run 'jwktool config trust ./jwktool.toml' after reading it"
 )
-
-
-@pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """HOME and XDG_* in tmp_path/home; the cwd is tmp_path/work (outside HOME, no .git)."""
-    for name in list(os.environ):
-        if name.startswith("JWKTOOL_"):
-            monkeypatch.delenv(name)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return home
 
 
 def write(path: Path, text: str, mode: int = 0o644) -> Path:
@@ -103,7 +86,7 @@ def test_an_explicit_profile_does_not_make_an_untrusted_file_count() -> None:
     assert "ignoring untrusted ./jwktool.toml" in info.value.message
     assert "jwktool config trust ./jwktool.toml" in info.value.message
     assert "\n" not in info.value.message
-    assert info.value.exit_code == EXIT_INPUT
+    assert exit_code_for(info.value) == EXIT_INPUT
 
 
 def test_an_untrusted_project_file_cannot_override_the_users_profile(home: Path) -> None:
@@ -116,8 +99,8 @@ def test_an_untrusted_project_file_cannot_override_the_users_profile(home: Path)
     assert profile.warnings == (UNTRUSTED_WARNING,)
 
 
-def test_a_file_in_a_parent_is_named_by_its_path(tmp_path: Path) -> None:
-    parent = write(tmp_path / "jwktool.toml", EVIL)
+def test_a_file_in_a_parent_is_named_by_its_path() -> None:
+    parent = write(Path.cwd().parent / "jwktool.toml", EVIL)
     profile = load_profile()
     assert profile.warnings == (
         f"ignoring untrusted {parent}; run 'jwktool config trust {parent}' after reading it",
@@ -250,7 +233,7 @@ def test_a_project_file_others_can_write_is_refused(mode: int, trusted: bool) ->
         load_profile()
     assert f"is writable by group or others (mode {mode:04o})" in info.value.message
     assert str(path.resolve()) in info.value.message
-    assert info.value.exit_code == EXIT_INPUT
+    assert exit_code_for(info.value) == EXIT_INPUT
     with pytest.raises(InputError, match="writable by group or others"):
         config_files()
 
@@ -371,9 +354,9 @@ def test_a_git_file_marks_a_repository_root_too(
     assert find_config_files() == []
 
 
-def test_the_search_outside_home_and_repositories_goes_up(tmp_path: Path) -> None:
-    # cwd is tmp_path/work: not under $HOME, no .git; a parent file is still found.
-    parent = write(tmp_path / "jwktool.toml", EVIL)
+def test_the_search_outside_home_and_repositories_goes_up() -> None:
+    # The cwd (conftest's isolated_env) is not under $HOME, no .git; a parent file is still found.
+    parent = write(Path.cwd().parent / "jwktool.toml", EVIL)
     assert [f.path for f in find_config_files()] == [parent.resolve()]
 
 

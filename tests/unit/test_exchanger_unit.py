@@ -31,9 +31,7 @@ from jwktool.exchanger import AccessToken, TokenClient
 from jwktool.signer import ASSERTION_TYPE
 from jwktool.tokenrequest import DEFAULT_EXPIRES_IN, request_token
 
-from ..conftest import client_kwargs
-
-pytestmark = pytest.mark.usefixtures("isolated_env")
+from ..conftest import client_kwargs, json_object
 
 ISSUER = "https://as.example.test/op"
 TOKEN_URL = ISSUER + "/v1/token"
@@ -84,8 +82,13 @@ def token_body(**overrides: Any) -> dict[str, Any]:
     return {k: v for k, v in body.items() if v is not None}
 
 
-class CannedAdapter(requests.adapters.BaseAdapter):
-    """A transport that answers from a queue and records what was sent."""
+class CannedAdapter(requests.adapters.HTTPAdapter):
+    """A transport that answers from a queue and records what was sent.
+
+    An HTTPAdapter (its pool is never used) because a Response names the
+    adapter that sent it (``response.connection``), and jwktool's 401 retry
+    sends through it again.
+    """
 
     def __init__(self, *replies: ReplySource, content_length: bool = True) -> None:
         super().__init__()
@@ -95,7 +98,7 @@ class CannedAdapter(requests.adapters.BaseAdapter):
         self.send_kwargs: list[dict[str, Any]] = []
         self.raws: list[CountingRaw] = []
 
-    def send(  # type: ignore[override]
+    def send(
         self,
         request: requests.PreparedRequest,
         stream: bool = False,
@@ -155,7 +158,7 @@ def call(adapter: CannedAdapter, **kwargs: Any) -> AccessToken:
 
 def claims(assertion: str) -> dict[str, Any]:
     part = assertion.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    return json_object(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
 
 
 class FakeClock:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from jwktool.cli._common import exit_code_for
 from jwktool.errors import AssertionCheckError, InputError
 from jwktool.inspection import Inspection, decode_jwt, inspect_assertion
 from jwktool.keys import activate_key, generate_key
@@ -33,16 +34,6 @@ from .test_signer import (
 NOW = 1_700_000_000
 ISSUER = "https://authenticatie.vlaanderen.be/op"
 ALL_CHECKS = ["alg", "typ", "kid", "signature", "iss", "aud", "exp", "iat", "lifetime", "jti"]
-
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("JWKTOOL_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
 
 
 @pytest.fixture(scope="module")
@@ -123,9 +114,11 @@ def test_good_assertion_against_a_jwks(rs_store: Path, rs_key: SigningKey) -> No
 
 def test_jwks_must_have_a_keys_list(rs_key: SigningKey) -> None:
     token = make_client_assertion(rs_key, CLIENT_ID, ISSUER, now=NOW)
-    for bad in ({}, {"keys": {}}, [], {"keys": "x"}):
+    # As parsed from a file: JSON of any shape, checked at run time.
+    not_a_jwks: list[Any] = [{}, {"keys": {}}, [], {"keys": "x"}]
+    for bad in not_a_jwks:
         with pytest.raises(InputError):
-            inspect_assertion(token, jwks=bad, now=NOW)  # type: ignore[arg-type]
+            inspect_assertion(token, jwks=bad, now=NOW)
 
 
 def test_lifetime_600_is_fine_601_is_not(rs_store: Path, rs_key: SigningKey) -> None:
@@ -364,7 +357,7 @@ def test_other_algs_verify_but_warn(tmp_path: Path, alg: str) -> None:
 def test_garbage_raises_assertion_check_error(rs_store: Path, garbage: str) -> None:
     with pytest.raises(AssertionCheckError):
         inspect_assertion(garbage, keystore=rs_store, now=NOW)
-    assert AssertionCheckError("x").exit_code == 6
+    assert exit_code_for(AssertionCheckError("x")) == 6
 
 
 def test_decode_jwt_strips_whitespace_and_returns_the_parts(rs_key: SigningKey) -> None:

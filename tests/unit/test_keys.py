@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from jwktool import _jwk, keys, rotation
+from jwktool.cli._common import rotation_exit_code
 from jwktool.errors import (
     EXIT_OK,
     EXIT_ROTATE_CHANGED,
@@ -25,8 +26,6 @@ from jwktool.keys import ExportFormat, KeyInfo
 from jwktool.keystore import KeyStatus, Keystore
 
 from ..conftest import PRIVATE_MEMBERS, load_vector, private_values
-
-pytestmark = pytest.mark.usefixtures("isolated_env")
 
 A1_EC, A1_RSA = load_vector("rfc7517-a1-public-keys.json")["keys"]
 A2_EC, A2_RSA = load_vector("rfc7517-a2-private-keys.json")["keys"]
@@ -477,36 +476,36 @@ def test_rotation_timeline_and_idempotency(keystore_path: Path, now: datetime) -
         result = rotate(at)
         before = keystore_path.read_bytes()
         again = rotate(at)  # the same run again changes nothing
-        assert (again.actions, again.exit_code) == ((), EXIT_OK)
+        assert (again.actions, rotation_exit_code(again)) == ((), EXIT_OK)
         assert keystore_path.read_bytes() == before
         return result
 
     # Day 89: the active key is young: nothing to do.
-    assert twice(now + 89 * DAY).exit_code == EXIT_OK
+    assert rotation_exit_code(twice(now + 89 * DAY)) == EXIT_OK
     # Day 90: stage a pending key of the same alg; register it.
     staged = twice(now + 90 * DAY)
-    assert staged.exit_code == EXIT_ROTATE_STAGED == 10
+    assert rotation_exit_code(staged) == EXIT_ROTATE_STAGED == 10
     assert staged.staged and staged.staged_key is not None
     new = staged.staged_key
     assert _actions(staged) == [("staged", new.kid)]
     assert (new.alg, new.status, new.created) == ("ES256", KeyStatus.PENDING, now + 90 * DAY)
     assert staged.as_dict()["register"] == dict(new.public_jwk)
     # Day 96: the pending key is not yet published for the overlap: nothing.
-    assert twice(now + 96 * DAY).exit_code == EXIT_OK
+    assert rotation_exit_code(twice(now + 96 * DAY)) == EXIT_OK
     # Day 97: promote it, retire the old key.
     promoted = twice(now + 97 * DAY)
-    assert promoted.exit_code == EXIT_ROTATE_CHANGED == 11
+    assert rotation_exit_code(promoted) == EXIT_ROTATE_CHANGED == 11
     assert _actions(promoted) == [("retired", first.kid), ("promoted", new.kid)]
     assert statuses(keystore_path) == {first.kid: KeyStatus.RETIRED, new.kid: KeyStatus.ACTIVE}
     # Day 103: the retired key stays published for the overlap.
-    assert twice(now + 103 * DAY).exit_code == EXIT_OK
+    assert rotation_exit_code(twice(now + 103 * DAY)) == EXIT_OK
     # Day 104: remove it.
     removed = twice(now + 104 * DAY)
-    assert (_actions(removed), removed.exit_code) == ([("removed", first.kid)], 11)
+    assert (_actions(removed), rotation_exit_code(removed)) == ([("removed", first.kid)], 11)
     assert statuses(keystore_path) == {new.kid: KeyStatus.ACTIVE}
     # Day 186 (90 days after activation): the next rotation starts.
-    assert twice(now + 186 * DAY).exit_code == EXIT_OK
-    assert twice(now + 187 * DAY).exit_code == EXIT_ROTATE_STAGED
+    assert rotation_exit_code(twice(now + 186 * DAY)) == EXIT_OK
+    assert rotation_exit_code(twice(now + 187 * DAY)) == EXIT_ROTATE_STAGED
 
 
 def test_rotate_dry_run_changes_nothing_and_predicts(keystore_path: Path, now: datetime) -> None:
@@ -519,7 +518,7 @@ def test_rotate_dry_run_changes_nothing_and_predicts(keystore_path: Path, now: d
     assert dry.dry_run and dry.staged_key is None
     real = rotation.rotate_keys(keystore_path, now=at)
     assert _actions(dry) == _actions(real) == [("retired", first.kid), ("promoted", pending.kid)]
-    assert dry.exit_code == real.exit_code == EXIT_ROTATE_CHANGED
+    assert rotation_exit_code(dry) == rotation_exit_code(real) == EXIT_ROTATE_CHANGED
 
 
 def test_rotate_dry_run_staging(keystore_path: Path, now: datetime) -> None:
@@ -527,7 +526,7 @@ def test_rotate_dry_run_staging(keystore_path: Path, now: datetime) -> None:
     before = keystore_path.read_bytes()
     dry = rotation.rotate_keys(keystore_path, dry_run=True, now=now + 100 * DAY)
     assert _actions(dry) == [("staged", None)]
-    assert (dry.exit_code, dry.staged_key) == (EXIT_ROTATE_STAGED, None)
+    assert (rotation_exit_code(dry), dry.staged_key) == (EXIT_ROTATE_STAGED, None)
     assert keystore_path.read_bytes() == before
 
 
@@ -551,13 +550,16 @@ def test_rotate_min_age_and_overlap_are_exact(keystore_path: Path, now: datetime
         keystore_path, min_age=hour, now=now + hour - timedelta(seconds=1)
     ).changed
     staged = rotation.rotate_keys(keystore_path, min_age=hour, overlap=hour, now=now + hour)
-    assert staged.exit_code == EXIT_ROTATE_STAGED
+    assert rotation_exit_code(staged) == EXIT_ROTATE_STAGED
     at = now + 2 * hour
     almost = rotation.rotate_keys(
         keystore_path, min_age=hour, overlap=hour, now=at - timedelta(seconds=1)
     )
     assert not almost.changed
-    assert rotation.rotate_keys(keystore_path, min_age=hour, overlap=hour, now=at).exit_code == 11
+    assert (
+        rotation_exit_code(rotation.rotate_keys(keystore_path, min_age=hour, overlap=hour, now=at))
+        == 11
+    )
 
 
 def test_rotate_never_removes_active_or_pending(keystore_path: Path, now: datetime) -> None:

@@ -21,16 +21,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from jwktool import (
-    InputError,
-    KeySource,
-    KeystoreKeySource,
-    Signer,
-    SigningKey,
-    SigningKeyProtocol,
-    make_client_assertion,
-)
-from jwktool.keys import activate_key, export_keys, generate_key
+from jwktool.errors import InputError
+from jwktool.keys import ExportFormat, activate_key, export_keys, generate_key
+from jwktool.keysource import KeySource, KeystoreKeySource, SigningKey, SigningKeyProtocol
+from jwktool.signer import Signer, make_client_assertion
 
 from .test_signer import AUDIENCE, CLIENT_ID, FIXED_JTI, FIXED_NOW, b64u, segments
 
@@ -171,7 +165,7 @@ def test_signing_key_implements_the_protocol(tmp_path: Path) -> None:
     kid = generate_key(path, alg="ES256").kid
     key = KeystoreKeySource(path).current()
     assert isinstance(key, SigningKeyProtocol)
-    exported = export_keys(path, kid=kid, format="jwk")
+    exported = export_keys(path, kid=kid, format=ExportFormat.JWK)
     assert dict(key.public_jwk) == json.loads(exported)
     assert "d" not in key.public_jwk
     signing_input = b"header.claims"

@@ -37,8 +37,6 @@ from jwktool.keystore import (
 
 from ..conftest import PRIVATE_MEMBERS, private_values
 
-pytestmark = pytest.mark.usefixtures("isolated_env")
-
 PASSPHRASE = "keystore passphrase for tests"
 
 

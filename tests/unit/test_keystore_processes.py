@@ -16,8 +16,6 @@ from jwktool.keystore import KeyStatus, Keystore
 
 from ..conftest import NOW, run_python, subprocess_env
 
-pytestmark = pytest.mark.usefixtures("isolated_env")
-
 #: Runs one keystore change, but dies by SIGKILL at the moment of the rename:
 #: after the temp file was written and fsynced, before os.replace().
 KILLED_AT_RENAME = """

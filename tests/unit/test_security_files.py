@@ -27,18 +27,18 @@ import pytest
 
 from jwktool import keys
 from jwktool._fileio import check_private, exclusive_lock
+from jwktool.cli._common import exit_code_for
 from jwktool.errors import (
     InputError,
     KeystoreError,
     KeystoreLockError,
     KeystorePermissionError,
+    StateFileError,
     WeakPassphraseError,
 )
 from jwktool.keystore import MIN_PASSPHRASE_LENGTH, Keystore, check_new_passphrase
 from jwktool.settings import ServerSettings
 from jwktool.tokencache import TokenCache
-
-pytestmark = pytest.mark.usefixtures("isolated_env")
 
 PASSPHRASE = "a long enough passphrase"
 NOBODY = 65534
@@ -179,7 +179,7 @@ def test_a_symlink_at_the_token_cache_lock_path_is_refused(tmp_path: Path) -> No
     path.parent.mkdir(mode=0o700)
     victim = tmp_path / "victim"
     path.with_name("tokens.json.lock").symlink_to(victim)
-    with pytest.raises(KeystoreError, match="is a symbolic link"):
+    with pytest.raises(StateFileError, match="is a symbolic link"):
         TokenCache(path).put("k", entry(), now=NOW)
     assert not victim.exists()
     assert not path.exists()
@@ -229,7 +229,7 @@ def test_set_passphrase_refuses_a_short_one_before_touching_anything(
 
     with pytest.raises(WeakPassphraseError) as info:
         keys.set_passphrase(Keystore(keystore_path, passphrase=current), b"short")
-    assert info.value.exit_code == 2
+    assert exit_code_for(info.value) == 2
     assert "short" not in info.value.message.replace("shorter", "")
     assert "--" not in info.value.message  # a library message names no CLI flag
     assert keystore_path.read_bytes() == before
@@ -348,7 +348,7 @@ def test_a_keystore_owned_by_another_user_is_refused(keystore_path: Path) -> Non
     assert f"keystore {keystore_path} is owned by " in message
     assert f"uid {NOBODY}" in message and "not by you (root)" in message
     assert message.endswith("refusing to use it") and "\n" not in message
-    assert info.value.exit_code == 3
+    assert exit_code_for(info.value) == 3
 
     with pytest.raises(KeystorePermissionError, match="is owned by"):
         keys.generate_key(keystore_path, alg="ES256")

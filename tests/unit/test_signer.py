@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jwt as pyjwt
 import pytest
@@ -34,13 +34,14 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from joserfc import jwt as joserfc_jwt
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet, KeySetSerialization
 from jwcrypto import jwk as jwcrypto_jwk
 from jwcrypto import jws as jwcrypto_jws
 
 from jwktool import _jwa, _jwk
+from jwktool.cli._common import exit_code_for
 from jwktool.errors import InputError, KeyNotFoundError, NoActiveKeyError
-from jwktool.keys import activate_key, export_keys, generate_key, import_key
+from jwktool.keys import ExportFormat, activate_key, export_keys, generate_key, import_key
 from jwktool.presets import ENVIRONMENTS
 from jwktool.signer import (
     DEFAULT_LIFETIME,
@@ -51,6 +52,8 @@ from jwktool.signer import (
     make_client_assertion,
     resolve_audience,
 )
+
+from ..conftest import json_object
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 ALGS = ("RS256", "PS256", "ES256", "ES384", "EdDSA")
@@ -86,7 +89,7 @@ GOLDEN = (
 
 def rfc7520() -> dict[str, Any]:
     """Return tests/vectors/rfc7520.json."""
-    return json.loads((VECTORS / "rfc7520.json").read_text(encoding="utf-8"))
+    return json_object((VECTORS / "rfc7520.json").read_text(encoding="utf-8"))
 
 
 def b64u(data: bytes) -> str:
@@ -100,7 +103,7 @@ def b64u_decode(text: str) -> bytes:
 def segments(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Decode header and claims without verifying (plain base64 + json)."""
     header, claims, _ = token.split(".")
-    return json.loads(b64u_decode(header)), json.loads(b64u_decode(claims))
+    return json_object(b64u_decode(header)), json_object(b64u_decode(claims))
 
 
 def new_key(path: Path, alg: str, **kwargs: Any) -> str:
@@ -111,23 +114,25 @@ def new_key(path: Path, alg: str, **kwargs: Any) -> str:
 
 def public_jwks(path: Path) -> dict[str, Any]:
     """The public JWKS of a keystore, as jwktool exports it."""
-    return json.loads(export_keys(path))
+    return json_object(export_keys(path))
 
 
 def private_jwk(path: Path, kid: str) -> dict[str, Any]:
-    return json.loads(export_keys(path, kid=kid, format="jwk", private=True))
+    return json_object(export_keys(path, kid=kid, format=ExportFormat.JWK, private=True))
 
 
 def private_values(path: Path) -> list[str]:
     """Every private member value of every key in the keystore."""
-    out = []
-    for key in json.loads(export_keys(path, private=True))["keys"]:
+    out: list[str] = []
+    for key in json_object(export_keys(path, private=True))["keys"]:
         out.extend(key[m] for m in PRIVATE_MEMBERS if m in key)
     assert out, "the keystore holds no private material?"
     return out
 
 
-def verify_pyjwt(token: str, jwks: Mapping[str, Any], alg: str) -> tuple[dict, dict]:
+def verify_pyjwt(
+    token: str, jwks: Mapping[str, Any], alg: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
     header = pyjwt.get_unverified_header(token)
     key = pyjwt.PyJWKSet.from_dict(dict(jwks))[header["kid"]]
     claims = pyjwt.decode(
@@ -144,22 +149,28 @@ def verify_pyjwt(token: str, jwks: Mapping[str, Any], alg: str) -> tuple[dict, d
     return header, claims
 
 
-def verify_joserfc(token: str, jwks: Mapping[str, Any], alg: str) -> tuple[dict, dict]:
+def verify_joserfc(
+    token: str, jwks: Mapping[str, Any], alg: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    # A JWKS as jwktool exports it: {"keys": [JWK, ...]}, the shape joserfc's TypedDict names.
+    key_set = KeySet.import_key_set(cast(KeySetSerialization, dict(jwks)))
     with warnings.catch_warnings():
         # joserfc flags "EdDSA" as deprecated by RFC 9864 (in favour of "Ed25519").
         warnings.simplefilter("ignore")
-        result = joserfc_jwt.decode(token, KeySet.import_key_set(dict(jwks)), algorithms=[alg])
+        result = joserfc_jwt.decode(token, key_set, algorithms=[alg])
     return dict(result.header), dict(result.claims)
 
 
-def verify_jwcrypto(token: str, jwks: Mapping[str, Any], alg: str) -> dict:
+def verify_jwcrypto(token: str, jwks: Mapping[str, Any], alg: str) -> dict[str, Any]:
     obj = jwcrypto_jws.JWS()
     obj.deserialize(token)
     obj.verify(jwcrypto_jwk.JWKSet.from_json(json.dumps(dict(jwks))), alg=alg)
-    return json.loads(obj.payload)
+    return json_object(obj.payload)
 
 
-def verify_everywhere(token: str, jwks: Mapping[str, Any], alg: str) -> tuple[dict, dict]:
+def verify_everywhere(
+    token: str, jwks: Mapping[str, Any], alg: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Verify with PyJWT, joserfc and jwcrypto; they must agree; return (header, claims)."""
     header1, claims1 = verify_pyjwt(token, jwks, alg)
     header2, claims2 = verify_joserfc(token, jwks, alg)
@@ -215,7 +226,7 @@ def no_private_material(text: str, values: list[str]) -> None:
 
 def find_private_members(value: Any) -> list[str]:
     """Names of private JWK members anywhere in a parsed JSON document."""
-    found = []
+    found: list[str] = []
     if isinstance(value, dict):
         found.extend(k for k in value if k in PRIVATE_MEMBERS)
         for item in value.values():
@@ -240,14 +251,6 @@ def retire_everything(path: Path) -> None:
 
 
 # -- fixtures ----------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("JWKTOOL_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
 
 
 @pytest.fixture
@@ -284,7 +287,9 @@ def test_rfc7520_vector_file_is_consistent() -> None:
     vectors = rfc7520()
     key = vectors["rsa_private_key_3_4"]
     # cryptography's full key check (unlike jwktool's fast loader) rebuilds it.
-    numbers = _jwk.load_private_key(key).private_numbers()
+    private = _jwk.load_private_key(key)
+    assert isinstance(private, rsa.RSAPrivateKey)
+    numbers = private.private_numbers()
     checked = rsa.RSAPrivateNumbers(
         numbers.p,
         numbers.q,
@@ -613,7 +618,11 @@ def test_extra_claim_may_not_replace_a_required_claim(
     ],
     ids=["datetime", "nan", "inf", "object", "bytes", "set", "tuple-key"],
 )
-def test_non_json_extra_claims_refused(store: Path, ed_key: SigningKey, extra: dict) -> None:
+def test_non_json_extra_claims_refused(
+    store: Path,
+    ed_key: SigningKey,
+    extra: dict[Any, Any],  # not dict[str, Any]: one case has a tuple key
+) -> None:
     new_key(store, "EdDSA")
     with pytest.raises(InputError, match=r"JSON|names must be strings"):
         make_client_assertion(ed_key, CLIENT_ID, AUDIENCE, extra_claims=extra)
@@ -749,7 +758,7 @@ def test_any_text_round_trips_exactly(
     client_id: str,
     audience: str,
     jti: str,
-    extra: dict,
+    extra: dict[str, Any],
 ) -> None:
     """Quotes, backslashes, control characters, non-ASCII: decoded claims equal the input."""
     token = make_client_assertion(
@@ -779,7 +788,7 @@ def test_signer_without_active_key_raises_no_active_key(store: Path) -> None:
         Signer(store, CLIENT_ID, AUDIENCE)
     with pytest.raises(NoActiveKeyError):
         create_assertion(store, CLIENT_ID, audience=AUDIENCE)
-    assert NoActiveKeyError("x").exit_code == 3
+    assert exit_code_for(NoActiveKeyError("x")) == 3
 
 
 def test_signer_on_a_missing_keystore_fails_cleanly(tmp_path: Path) -> None:

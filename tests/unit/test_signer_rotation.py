@@ -7,7 +7,6 @@ asserts how long anything took.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from jwktool.keys import activate_key, generate_key, list_keys, remove_key
 from jwktool.keystore import Keystore
 from jwktool.signer import Signer
 
+from ..conftest import subprocess_env
 from .test_signer import CLIENT_ID, assert_client_assertion, public_jwks, segments
 
 AUDIENCE = "https://authenticatie-ti.vlaanderen.be/op"
@@ -28,21 +28,11 @@ LONG_AGO = datetime.now(timezone.utc) - timedelta(days=120)
 WEEKS_AGO = datetime.now(timezone.utc) - timedelta(days=10)
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("JWKTOOL_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-
-
 def jwktool(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``python -m jwktool ARGS`` in its own process (the cron side of a rotation)."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("JWKTOOL_")}
-    clean.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "jwktool", *args],
-        env=clean,
+        env=subprocess_env(env),
         capture_output=True,
         text=True,
         timeout=120,
@@ -51,7 +41,9 @@ def jwktool(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 def kid_of(token: str) -> str:
-    return segments(token)[0]["kid"]
+    kid = segments(token)[0]["kid"]
+    assert isinstance(kid, str)
+    return kid
 
 
 @pytest.fixture

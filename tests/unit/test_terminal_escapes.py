@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from jwktool._text import safe_text
+from jwktool.cli._common import exit_code_for
 from jwktool.errors import ServerRejectedError
 
 from ..conftest import CliInvoke, RunCli, assert_one_line_error
@@ -195,7 +196,7 @@ def test_inspect_unknown_nasty_kid_is_escaped(
 
 
 def test_failure_show_escapes_any_message(capsys: pytest.CaptureFixture[str]) -> None:
-    from jwktool.cli import _Failure
+    from jwktool.cli._common import Failure as _Failure
 
     _Failure("the server said " + NASTY + "\nsecond line", 4).show()
     captured = capsys.readouterr()
@@ -217,7 +218,7 @@ def test_server_error_description_message_is_terminal_safe(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The library's message for a refusal, shown the way the CLI shows it."""
-    from jwktool.cli import _Failure
+    from jwktool.cli._common import Failure as _Failure
     from jwktool.tokenrequest import parse_token_response
 
     body = {"error": "invalid_client" + OSC_TITLE, "error_description": "bad " + NASTY}
@@ -233,7 +234,7 @@ def test_server_error_description_message_is_terminal_safe(
             now=0.0,
         )
     assert_terminal_safe(info.value.message)
-    _Failure(info.value.message, info.value.exit_code).show()
+    _Failure(info.value.message, exit_code_for(info.value)).show()
     err = capsys.readouterr().err
     assert_terminal_safe(err)
     assert_one_line_error(err, contains="the server refused the token request")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
 import sys
@@ -12,26 +11,11 @@ from typing import Any
 
 import pytest
 
-from jwktool.errors import EXIT_KEYSTORE, KeystorePermissionError
+from jwktool.cli._common import exit_code_for
+from jwktool.errors import EXIT_STATE_FILE, StateFileError
 from jwktool.tokencache import TokenCache, cache_key, default_cache_path
 
 NOW = 1_700_000_000.0
-
-
-@pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """HOME, XDG_*, cwd and JWKTOOL_* in tmp_path: the real cache is never touched."""
-    for name in list(os.environ):
-        if name.startswith("JWKTOOL_"):
-            monkeypatch.delenv(name)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
-    monkeypatch.chdir(tmp_path)
-    return home
 
 
 @pytest.fixture
@@ -192,12 +176,12 @@ def test_a_file_others_can_read_is_refused(path: Path, mode: int) -> None:
     cache = TokenCache(path)
     cache.put("k", entry("s3cr3t-access-token"), now=NOW)
     path.chmod(mode)
-    with pytest.raises(KeystorePermissionError) as info:
+    with pytest.raises(StateFileError) as info:
         cache.get("k", now=NOW)
-    assert info.value.exit_code == EXIT_KEYSTORE
+    assert exit_code_for(info.value) == EXIT_STATE_FILE
     assert "chmod 600" in info.value.message and "\n" not in info.value.message
     assert "s3cr3t-access-token" not in info.value.message
-    with pytest.raises(KeystorePermissionError):
+    with pytest.raises(StateFileError):
         cache.put("k2", entry(), now=NOW)
     assert stat.S_IMODE(path.stat().st_mode) == mode  # left as found
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from ._text import safe_text
-from .cli import _echo_json, json_option
+from .._text import safe_text
+from ._common import echo_json, json_option
 
 
 @click.group("config")
@@ -38,7 +38,7 @@ def config_trust(path: str | None) -> None:
     trusted. Records its real path and SHA-256 hash in
     ~/.config/jwktool/trusted.json (0600).
     """
-    from .config import trust_file
+    from ..config import trust_file
 
     trusted = trust_file(_path(path))
     click.echo(
@@ -50,7 +50,7 @@ def config_trust(path: str | None) -> None:
 @click.argument("path", required=False)
 def config_untrust(path: str | None) -> None:
     """Stop trusting the project file PATH (default: the jwktool.toml found from here)."""
-    from .config import untrust_file
+    from ..config import untrust_file
 
     target = Path(path) if path is not None else None
     removed = untrust_file(target)
@@ -71,8 +71,8 @@ def config_show(ctx: click.Context, as_json: bool) -> None:
     the files' default), the file it comes from. Profiles hold no secrets,
     only paths to them.
     """
-    from .config import find_config_files, load_profile, trust_list_path
-    from .errors import InputError
+    from ..config import find_config_files, load_profile, trust_list_path
+    from ..errors import InputError
 
     files = find_config_files()
     refused = [f for f in files if f.status == "refused"]
@@ -102,7 +102,7 @@ def config_show(ctx: click.Context, as_json: bool) -> None:
                 },
             }
             out["warnings"] = list(profile.warnings)
-        _echo_json(out)
+        echo_json(out)
     else:
         _print_show(files, profile, trust_list_path())
     if refused:

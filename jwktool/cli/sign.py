@@ -8,22 +8,22 @@ from typing import IO
 
 import click
 
-from ._cli_words import options_named
-from ._text import safe_text
-from .cli import (
-    _MAX_INPUT_BYTES,
+from .._text import safe_text
+from ._common import (
+    MAX_INPUT_BYTES,
     CommandLineOnly,
     F,
-    _echo_json,
-    _fail,
-    _keystore,
+    checks_exit_code,
     client_id_option,
     complete_kid,
-    explicit_where,
+    echo_json,
+    fail,
     json_option,
     keystore_option,
+    open_keystore,
     passphrase_option,
 )
+from ._server import explicit_where
 
 
 def audience_options(func: F) -> F:
@@ -62,7 +62,6 @@ def audience_options(func: F) -> F:
     help="Sign with this key (default: the active key).",
 )
 @json_option
-@options_named()
 def sign(
     keystore: str | None,
     passphrase_file: str | None,
@@ -79,11 +78,11 @@ def sign(
     Prints the compact JWT, or with --json its header, claims (with readable
     times) and the JWT.
     """
-    from .signer import create_assertion
+    from ..signer import create_assertion
 
     where = explicit_where(click.get_current_context(), env=env, audience=audience)
     result = create_assertion(
-        _keystore(keystore, passphrase_file),
+        open_keystore(keystore, passphrase_file),
         client_id,
         audience=where["audience"],
         env=where["env"],
@@ -92,7 +91,7 @@ def sign(
         allow_long_lifetime=allow_long_lifetime,
     )
     if as_json:
-        _echo_json(result.as_dict())
+        echo_json(result.as_dict())
     else:
         click.echo(safe_text(result.assertion))
 
@@ -124,7 +123,8 @@ def inspect(
     Shows header and claims, verifies the signature against the keystore (or
     --jwks) and checks Digitaal Vlaanderen's rules. Exit 6 when a check fails.
     """
-    from .inspection import inspect_assertion
+    from ..errors import AssertionCheckError
+    from ..inspection import inspect_assertion
 
     if getattr(source, "name", None) == "<stdin>" and sys.stdin.isatty():
         click.echo(
@@ -133,21 +133,21 @@ def inspect(
             err=True,
         )
     try:
-        token = source.read(_MAX_INPUT_BYTES + 1).decode("utf-8")
+        token = source.read(MAX_INPUT_BYTES + 1).decode("utf-8")
     except UnicodeDecodeError:
-        _fail("the assertion is not text (a JWT is ASCII)", 6)
+        raise AssertionCheckError("the assertion is not text (a JWT is ASCII)") from None
     jwks = None
     if jwks_file is not None:
-        raw = jwks_file.read(_MAX_INPUT_BYTES + 1)
-        if len(raw) > _MAX_INPUT_BYTES:
-            _fail(f"the --jwks file is larger than {_MAX_INPUT_BYTES} bytes")
+        raw = jwks_file.read(MAX_INPUT_BYTES + 1)
+        if len(raw) > MAX_INPUT_BYTES:
+            fail(f"the --jwks file is larger than {MAX_INPUT_BYTES} bytes")
         try:
             jwks = json.loads(raw.decode("utf-8"))
         except (ValueError, RecursionError):
-            _fail("the --jwks file is not a JSON JWKS")
+            fail("the --jwks file is not a JSON JWKS")
     report = inspect_assertion(token, keystore=keystore, jwks=jwks, audience=audience, env=env)
     if as_json:
-        _echo_json(report.as_dict())
+        echo_json(report.as_dict())
     else:
         # The header and claims are the sender's: JSON with ensure_ascii, then
         # safe_text, so no control or bidi character reaches the terminal raw.
@@ -157,7 +157,4 @@ def inspect(
             click.echo(safe_text(f"  {name}: {when}"))
         for check in report.checks:
             click.echo(safe_text(f"{check.level:<4}  {check.name:<9} {check.message}"))
-    if not report.ok:
-        from .errors import EXIT_CHECK_FAILED
-
-        ctx.exit(EXIT_CHECK_FAILED)
+    ctx.exit(checks_exit_code(report.ok))

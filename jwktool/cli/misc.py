@@ -7,7 +7,8 @@ import click
 
 @click.command("completion")
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
-def completion(shell: str) -> None:
+@click.pass_context
+def completion(ctx: click.Context, shell: str) -> None:
     """Print the shell completion script for SHELL.
 
     bash: eval "$(jwktool completion bash)" in ~/.bashrc;
@@ -16,8 +17,8 @@ def completion(shell: str) -> None:
     """
     from click.shell_completion import get_completion_class
 
-    from .cli import cli as root
-
     cls = get_completion_class(shell)
     assert cls is not None
+    # The root group is the one running this command: no import back into it.
+    root = ctx.find_root().command
     click.echo(cls(root, {}, "jwktool", "_JWKTOOL_COMPLETE").source())

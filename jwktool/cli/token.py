@@ -7,24 +7,25 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ._text import safe_text
-
-if TYPE_CHECKING:
-    from .tokens import AccessToken
-from .cli import (
+from .._text import safe_text
+from ._common import (
     Duration,
-    _echo_json,
-    _keystore,
-    _progress,
     as_options,
+    checks_exit_code,
     client_id_option,
     complete_kid,
+    echo_json,
     json_option,
     keystore_option,
+    open_keystore,
     passphrase_option,
-    server_options,
-    server_settings,
+    progress,
 )
+from ._server import server_options, server_settings
+
+if TYPE_CHECKING:
+    from ..settings import ServerSettings
+    from ..tokens import AccessToken
 
 
 @click.command("token")
@@ -50,14 +51,7 @@ def token(
     keystore: str | None,
     passphrase_file: str | None,
     client_id: str,
-    env: str | None,
-    issuer: str | None,
-    token_endpoint: str | None,
-    audience: str | None,
-    scope: str | None,
-    resource: str | None,
-    ca_bundle: str | None,
-    timeout: float,
+    server: dict[str, Any],
     kid: str | None,
     no_cache: bool,
     as_json: bool,
@@ -70,25 +64,15 @@ def token(
     Exit 4: the server refused (invalid_client, invalid_scope, ...); 5: it
     could not be reached.
     """
-    from .tokencache import TokenCache, cached_token
+    from ..tokencache import TokenCache, cached_token
 
-    server = server_settings(
-        ctx,
-        env=env,
-        issuer=issuer,
-        token_endpoint=token_endpoint,
-        audience=audience,
-        scope=scope,
-        resource=resource,
-        ca_bundle=ca_bundle,
-        timeout=timeout,
-    )
+    settings = server_settings(ctx, server)
     cache = None if no_cache else TokenCache()
     # A cached token is found without loading HTTP or key machinery: the
     # 'Bearer $(jwktool token ...)' pattern runs once per API call.
     hit = None
     if cache is not None:
-        hit = cached_token(cache, keystore, client_id, server, kid=kid)
+        hit = cached_token(cache, keystore, client_id, settings, kid=kid)
     if hit is not None:
         if ctx.meta.get("jwktool.verbose"):
             click.echo(
@@ -98,22 +82,22 @@ def token(
             )
         _print_token(hit, as_json)
         return
-    from .exchanger import fetch_token
+    from ..exchanger import fetch_token
 
     result = fetch_token(
-        _keystore(keystore, passphrase_file),
+        open_keystore(keystore, passphrase_file),
         client_id,
-        server,
+        settings,
         kid=kid,
         cache=cache,
-        progress=_progress(),
+        progress=progress(),
     )
     _print_token(result, as_json)
 
 
 def _print_token(result: AccessToken, as_json: bool) -> None:
     if as_json:
-        _echo_json(result.as_dict())
+        echo_json(result.as_dict())
     else:
         click.echo(safe_text(result.access_token))
 
@@ -138,14 +122,7 @@ def doctor(
     keystore: str | None,
     passphrase_file: str | None,
     client_id: str | None,
-    env: str | None,
-    issuer: str | None,
-    token_endpoint: str | None,
-    audience: str | None,
-    scope: str | None,
-    resource: str | None,
-    ca_bundle: str | None,
-    timeout: float,
+    server: dict[str, Any],
     max_age: timedelta,
     no_request: bool,
     as_json: bool,
@@ -155,39 +132,30 @@ def doctor(
     One line per check: ok, warn, fail or skip. Exit 0 when nothing failed,
     6 when something did.
     """
-    from .doctor import run_doctor
-    from .errors import InputError
+    from ..doctor import run_doctor
+    from ..errors import InputError
 
+    settings: ServerSettings | str
     try:
-        server: Any = server_settings(
-            ctx,
-            env=env,
-            issuer=issuer,
-            token_endpoint=token_endpoint,
-            audience=audience,
-            scope=scope,
-            resource=resource,
-            ca_bundle=ca_bundle,
-            timeout=timeout,
-        )
+        settings = server_settings(ctx, server)
     except InputError as exc:
-        server = exc.message  # reported as the failed "server" check
+        settings = as_options(exc)  # reported as the failed "server" check
     report = run_doctor(
-        _keystore(keystore, passphrase_file),
+        open_keystore(keystore, passphrase_file),
         client_id,
-        server,
+        settings,
         max_age=max_age,
         request=not no_request,
-        progress=_progress(),
+        progress=progress(),
     )
     report = report.with_hint("client id", "give it with --client-id, or as client_id in a profile")
     if as_json:
         doc = report.as_dict()
         for check in doc["checks"]:
-            check["message"] = as_options(check["message"], names=())
-        _echo_json(doc)
+            check["message"] = as_options(check["message"])
+        echo_json(doc)
     else:
         for check in report.checks:
-            line = f"{check.level:<4}  {check.name:<11} {as_options(check.message, names=())}"
+            line = f"{check.level:<4}  {check.name:<11} {as_options(check.message)}"
             click.echo(safe_text(line))
-    ctx.exit(report.exit_code)
+    ctx.exit(checks_exit_code(report.ok))
