@@ -35,7 +35,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from jwktool.keys import export_keys, generate_key
+from jwktool.keys import Alg, export_keys, generate_key
 from jwktool.keystore import Keystore
 from jwktool.signer import Signer
 
@@ -137,7 +137,8 @@ def bench_assertions(tmp: Path, rounds: int, number: int) -> list[Row]:
 
     rows: list[Row] = []
     goals = {"RS256": 1.05, "ES256": 1.6, "EdDSA": 1.6}
-    for alg, size in (("RS256", 2048), ("ES256", None), ("EdDSA", None)):
+    cases: tuple[tuple[Alg, int | None], ...] = (("RS256", 2048), ("ES256", None), ("EdDSA", None))
+    for alg, size in cases:
         path = tmp / f"{alg}.json"
         info = generate_key(path, alg=alg, size=size)
         signer = Signer(path, CLIENT, AUD)

@@ -104,6 +104,9 @@ if TYPE_CHECKING:
         inspect_assertion as inspect_assertion,
     )
     from .keys import (
+        Alg as Alg,
+    )
+    from .keys import (
         ExportFormat as ExportFormat,
     )
     from .keys import (
@@ -246,6 +249,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["TokenCache", "TokenCacheBackend"], "tokencache"),
     **dict.fromkeys(
         [
+            "Alg",
             "ExportFormat",
             "KeyInfo",
             "activate_key",

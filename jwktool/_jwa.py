@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final, Literal, TypeAlias
+from typing import Final, Literal, TypeAlias, TypeGuard
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
@@ -20,6 +20,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 
 from .errors import InputError
 
+#: A JWS algorithm jwktool supports (RFC 7518 §3.1, RFC 8037 §3.1 names): the keys of
+#: :data:`ALGORITHMS`. Public as :data:`jwktool.keys.Alg`.
+Alg: TypeAlias = Literal["RS256", "PS256", "ES256", "ES384", "EdDSA"]
 PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
@@ -39,7 +42,7 @@ class Algorithm:
 
 
 #: alg -> how it signs. The algorithms jwktool can generate, import, sign and verify with.
-ALGORITHMS: Final[Mapping[str, Algorithm]] = {
+ALGORITHMS: Final[Mapping[Alg, Algorithm]] = {
     # RFC 7518 §3.3: RSASSA-PKCS1-v1_5 with SHA-256.
     "RS256": Algorithm("RSA", None, hashes.SHA256(), padding.PKCS1v15()),
     # RFC 7518 §3.5: MGF1 with SHA-256 and a salt as long as the hash.
@@ -56,7 +59,12 @@ ALGORITHMS: Final[Mapping[str, Algorithm]] = {
 CURVE_NAMES: Final = {"secp256r1": "P-256", "secp384r1": "P-384"}
 
 
-def signature_function(alg: str, key: PrivateKey) -> Callable[[bytes], bytes]:
+def is_alg(value: object) -> TypeGuard[Alg]:
+    """Return whether ``value`` names an algorithm jwktool supports (case-sensitive)."""
+    return isinstance(value, str) and value in ALGORITHMS
+
+
+def signature_function(alg: Alg, key: PrivateKey) -> Callable[[bytes], bytes]:
     """Return a function producing the JWS signature bytes of ``alg`` with ``key``.
 
     :raises InputError: ``alg`` is unknown or cannot be used with this key type.
@@ -94,9 +102,9 @@ def verify(alg: str, key: PublicKey, signing_input: bytes, signature: bytes) -> 
     """
     from cryptography.exceptions import InvalidSignature
 
-    spec = ALGORITHMS.get(alg)
-    if spec is None:
+    if not is_alg(alg):
         return False
+    spec = ALGORITHMS[alg]
     if spec.signature_size and len(signature) != spec.signature_size:
         return False
     try:
@@ -120,7 +128,7 @@ def verify(alg: str, key: PublicKey, signing_input: bytes, signature: bytes) -> 
     return True
 
 
-def check_signature_size(alg: str, signature: bytes, kid: str) -> bytes:
+def check_signature_size(alg: Alg, signature: bytes, kid: str) -> bytes:
     """Refuse a signature from an outside key whose length cannot be right for ``alg``.
 
     Catches the usual slip of a PKCS#11 or KMS key: ECDSA in DER instead of R || S.

@@ -24,6 +24,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from . import _jwa
+from ._jwa import Alg
 from ._jwa import PrivateKey as PrivateKey  # re-exported: the key types of the JWK layer
 from ._jwa import PublicKey as PublicKey
 from ._thumbprint import b64u_encode as b64u_encode  # re-exported
@@ -31,7 +32,7 @@ from ._thumbprint import thumbprint as thumbprint  # re-exported: the JWK layer'
 from .errors import KeystoreCorruptError, KeyValidationError
 
 #: alg -> (kty, crv or None). The algorithms a keystore may hold (from the JWA table).
-ALGORITHMS: Final[dict[str, tuple[str, str | None]]] = {
+ALGORITHMS: Final[dict[Alg, tuple[str, str | None]]] = {
     alg: (spec.kty, spec.crv) for alg, spec in _jwa.ALGORITHMS.items()
 }
 
@@ -53,7 +54,12 @@ _EC_CURVES: Final[dict[str, tuple[type[ec.EllipticCurve], int]]] = {
     "P-256": (ec.SECP256R1, 32),
     "P-384": (ec.SECP384R1, 48),
 }
-_DEFAULT_ALG: Final = {"RSA": "RS256", "P-256": "ES256", "P-384": "ES384", "Ed25519": "EdDSA"}
+_DEFAULT_ALG: Final[dict[str, Alg]] = {
+    "RSA": "RS256",
+    "P-256": "ES256",
+    "P-384": "ES384",
+    "Ed25519": "EdDSA",
+}
 
 MIN_RSA_BITS: Final = 2048
 _B64URL: Final = re.compile(r"[A-Za-z0-9_-]+")
@@ -231,11 +237,11 @@ def _curve_of(jwk: Mapping[str, Any]) -> str:
     return "RSA" if jwk["kty"] == "RSA" else str(jwk["crv"])
 
 
-def check_alg(jwk: Mapping[str, Any], alg: str | None) -> str:
+def check_alg(jwk: Mapping[str, Any], alg: str | None) -> Alg:
     """Return the alg for this key: the one given (checked) or the default."""
     if alg is None:
         return _DEFAULT_ALG[_curve_of(jwk)]
-    if alg not in ALGORITHMS:
+    if not _jwa.is_alg(alg):
         raise KeyValidationError(f"unsupported alg {alg!r}; supported: {', '.join(ALGORITHMS)}")
     kty, crv = ALGORITHMS[alg]
     if jwk["kty"] != kty or (crv is not None and jwk.get("crv") != crv):

@@ -17,7 +17,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Final, TypeGuard
 
-from . import _jwk
+from . import _jwa, _jwk
+from ._jwa import Alg
 from .errors import KeyNotFoundError, KeystoreCorruptError
 
 FORMAT: Final = "jwktool-keystore"
@@ -52,7 +53,7 @@ class KeyRecord:
     """One key as stored: its identity, its life and its (possibly sealed) material."""
 
     kid: str
-    alg: str
+    alg: Alg
     status: KeyStatus
     created: datetime
     activated: datetime | None
@@ -259,7 +260,7 @@ def _parse_key(entry: Any, where: str, encrypted: bool) -> KeyRecord:
     if not valid_kid(kid):
         raise _Bad(f"{where}.kid must be {KID_RULE}")
     alg = _want(entry.get("alg"), str, f"{where}.alg")
-    if alg not in _jwk.ALGORITHMS:
+    if not _jwa.is_alg(alg):
         raise _Bad(f"{where}.alg {alg!r} is not one of {', '.join(_jwk.ALGORITHMS)}")
     try:
         status = KeyStatus(entry.get("status"))

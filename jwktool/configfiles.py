@@ -14,7 +14,6 @@ Profiles (what the files say) are :mod:`jwktool.config`'s.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -77,6 +76,12 @@ class ConfigFile:
     def read(self) -> bool:
         """True when jwktool reads this file."""
         return self.status == READ
+
+
+def _sha256(raw: bytes) -> str:
+    import hashlib  # only when a project file is there: profile loading stays light
+
+    return hashlib.sha256(raw).hexdigest()
 
 
 def _euid() -> int:
@@ -289,7 +294,7 @@ def _examine(
     if kind == EXPLICIT and not path.is_file():
         raise InputError(f"${ENV_CONFIG} names {path}, which is not a file")
     raw = _read_checked(path, _MAX_CONFIG_BYTES)
-    digest = hashlib.sha256(raw).hexdigest()
+    digest = _sha256(raw)
     if kind != PROJECT:
         where = "$" + ENV_CONFIG if kind == EXPLICIT else "your own file"
         return ConfigFile(path, kind, READ, f"read: {where}", digest), raw
@@ -380,7 +385,7 @@ def trust_file(path: Path | None = None, *, cwd: Path | None = None) -> ConfigFi
     raw = _read_checked(target, _MAX_CONFIG_BYTES)
     _parse_toml(target, raw)
     real = _real(target)
-    digest = hashlib.sha256(raw).hexdigest()
+    digest = _sha256(raw)
     when = datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
     def add(entries: dict[str, dict[str, str]]) -> None:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Final
+from typing import Any, Final, TypedDict
 
 import requests
 
@@ -25,20 +25,27 @@ from ._http import Budget, exchange, new_session, tls_verify
 from ._redact import clean_text, json_object
 from .discovery import Endpoint, check_signing_alg, resolve_endpoint
 from .errors import JwktoolError, ServerRejectedError
-from .inspection import Check, CheckLevel, inspect_assertion
+from .inspection import Check, CheckDict, CheckLevel, inspect_assertion
 from .keystore import KeyStatus, KeystoreData, KeystoreLike, open_keystore
 from .presets import ENVIRONMENTS
 from .settings import ServerSettings
 from .signer import Signer
 from .tokenrequest import narrowed_scope, request_token
 
-__all__ = ["DoctorReport", "run_doctor"]
+__all__ = ["DoctorReport", "DoctorReportDict", "run_doctor"]
 
 _UUID: Final = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
 _CLOCK_WARN: Final = 10.0
 _CLOCK_FAIL: Final = 60.0
+
+
+class DoctorReportDict(TypedDict):
+    """What :meth:`DoctorReport.as_dict` returns (``jwktool doctor --json``)."""
+
+    ok: bool
+    checks: list[CheckDict]
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,7 @@ class DoctorReport:
             )
         )
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> DoctorReportDict:
         """Return a JSON-ready report."""
         return {
             "ok": self.ok,

@@ -12,14 +12,22 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias, TypedDict
 
 from . import _jwa, _jwk
 from .errors import AssertionCheckError, InputError, KeyValidationError
 from .keystore import KeystoreLike, open_keystore
-from .signer import MAX_LIFETIME, readable_times, resolve_audience, timestamp
+from .signer import MAX_LIFETIME, AssertionTimes, readable_times, resolve_audience, timestamp
 
-__all__ = ["Check", "CheckLevel", "Inspection", "decode_jwt", "inspect_assertion"]
+__all__ = [
+    "Check",
+    "CheckDict",
+    "CheckLevel",
+    "Inspection",
+    "InspectionDict",
+    "decode_jwt",
+    "inspect_assertion",
+]
 
 #: How a check came out: ``fail`` makes the assertion (or the setup) unusable;
 #: ``warn`` is worth a look; ``info`` and ``skip`` (not run) are for the doctor.
@@ -67,6 +75,24 @@ class Check:
     message: str
 
 
+class CheckDict(TypedDict):
+    """One :class:`Check` in a JSON report (``inspect --json``, ``doctor --json``)."""
+
+    name: str
+    level: CheckLevel
+    message: str
+
+
+class InspectionDict(TypedDict):
+    """What :meth:`Inspection.as_dict` returns (``jwktool inspect --json``)."""
+
+    ok: bool
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    times: AssertionTimes
+    checks: list[CheckDict]
+
+
 @dataclass(frozen=True)
 class Inspection:
     """What :func:`inspect_assertion` found."""
@@ -80,7 +106,7 @@ class Inspection:
         """True when no check failed (warnings allowed)."""
         return all(c.level != "fail" for c in self.checks)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> InspectionDict:
         """Return a JSON-ready report (the assertion itself is not included)."""
         return {
             "ok": self.ok,

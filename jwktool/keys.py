@@ -18,9 +18,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, TypedDict
 
-from . import _jwk
+from . import _jwa, _jwk
+from ._jwa import Alg
 from .errors import InputError, KeyValidationError, NoActiveKeyError, ServerError
 from .keystore import (
     KID_RULE,
@@ -41,11 +42,14 @@ __all__ = [
     "ALGORITHMS",
     "DEFAULT_ALG",
     "DEFAULT_RSA_SIZE",
+    "Alg",
     "ExportFormat",
     "KeyInfo",
+    "KeyInfoDict",
     "KeystoreLike",
     "Verifier",
     "activate_key",
+    "check_alg",
     "export_keys",
     "generate_key",
     "import_key",
@@ -57,13 +61,27 @@ __all__ = [
 ]
 
 #: The algorithms jwktool can generate, import and sign with.
-ALGORITHMS: Final = tuple(_jwk.ALGORITHMS)
+ALGORITHMS: Final[tuple[Alg, ...]] = tuple(_jwk.ALGORITHMS)
 #: What Digitaal Vlaanderen accepts in production.
-DEFAULT_ALG: Final = "RS256"
+DEFAULT_ALG: Final[Alg] = "RS256"
 #: 4096: the size Digitaal Vlaanderen is seen to accept in production (with 2048); one
 #: signature per token makes the extra cost irrelevant (docs/onboarding.md).
 DEFAULT_RSA_SIZE: Final = 4096
 RSA_SIZES: Final = (2048, 3072, 4096)
+
+
+def check_alg(alg: str) -> Alg:
+    """Return ``alg`` as an :data:`Alg` if jwktool supports it (names are case-sensitive).
+
+    For an alg that comes as a plain string (a config file, user input).
+
+    :raises InputError: ``alg`` is not one of :data:`ALGORITHMS`.
+    """
+    if not _jwa.is_alg(alg):
+        raise InputError(
+            f"unsupported alg {alg!r}; supported: {', '.join(ALGORITHMS)}", params=("alg",)
+        )
+    return alg
 
 
 def check_now(now: datetime | None) -> datetime:
@@ -75,12 +93,29 @@ def check_now(now: datetime | None) -> datetime:
     return now
 
 
+class KeyInfoDict(TypedDict):
+    """What :meth:`KeyInfo.as_dict` returns (``jwktool keys list --json``); times RFC 3339."""
+
+    kid: str
+    alg: Alg
+    kty: str
+    size: int
+    crv: str | None
+    status: str  # a KeyStatus value
+    created: str
+    activated: str | None
+    retired: str | None
+    age_seconds: int
+    thumbprint: str
+    public_jwk: dict[str, Any]
+
+
 @dataclass(frozen=True)
 class KeyInfo:
     """A key's public identity and life. Never holds private material."""
 
     kid: str
-    alg: str
+    alg: Alg
     kty: str
     size: int
     crv: str | None
@@ -95,7 +130,7 @@ class KeyInfo:
         """Return the time since the key was created."""
         return check_now(now) - self.created
 
-    def as_dict(self, now: datetime | None = None) -> dict[str, Any]:
+    def as_dict(self, now: datetime | None = None) -> KeyInfoDict:
         """Return a JSON-ready description (public members only)."""
         return {
             "kid": self.kid,
@@ -145,11 +180,7 @@ def check_new_key(alg: str, size: int | None) -> int | None:
     :raises InputError: an unknown alg, a size not in RSA_SIZES, a size for a curve.
     :raises KeyValidationError: an RSA size below the minimum.
     """
-    if alg not in _jwk.ALGORITHMS:
-        raise InputError(
-            f"unsupported alg {alg!r}; supported: {', '.join(ALGORITHMS)}", params=("alg",)
-        )
-    kty, crv = _jwk.ALGORITHMS[alg]
+    kty, crv = _jwk.ALGORITHMS[check_alg(alg)]
     if kty != "RSA":
         if size is not None:
             raise InputError(
@@ -168,7 +199,7 @@ def check_new_key(alg: str, size: int | None) -> int | None:
     return bits
 
 
-def new_key(alg: str, size: int | None) -> dict[str, Any]:
+def new_key(alg: Alg, size: int | None) -> dict[str, Any]:
     """Generate a private JWK for ``alg`` (RSA: ``size`` bits, default DEFAULT_RSA_SIZE)."""
     bits = check_new_key(alg, size)
     kty, crv = _jwk.ALGORITHMS[alg]
@@ -190,7 +221,7 @@ def add_key(
     store: Keystore,
     data: KeystoreData,
     jwk: dict[str, Any],
-    alg: str,
+    alg: Alg,
     kid: str,
     activate: bool,
     now: datetime,
@@ -233,7 +264,7 @@ def _check_encrypt(data: KeystoreData, encrypt: bool, store: Keystore) -> None:
 def generate_key(
     keystore: KeystoreLike = None,
     *,
-    alg: str = DEFAULT_ALG,
+    alg: Alg = DEFAULT_ALG,
     size: int | None = None,
     kid: str | None = None,
     activate: bool = False,
@@ -268,7 +299,7 @@ def import_key(
     material: bytes,
     *,
     pem_passphrase: bytes | None = None,
-    alg: str | None = None,
+    alg: Alg | None = None,
     kid: str | None = None,
     activate: bool = False,
     encrypt: bool = False,

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol, runtime_checkable
 
 from . import _jwa, _jwk
+from ._jwa import Alg
 from ._thumbprint import b64u_encode
 from .errors import InputError, KeyNotFoundError, NoActiveKeyError
 from .keystore import (
@@ -90,7 +91,7 @@ class KeySource(Protocol):
         ...
 
 
-def jws_header(alg: str, kid: str) -> str:
+def jws_header(alg: Alg, kid: str) -> str:
     """Return the encoded JWS header of a client assertion: ``alg``, ``kid``, ``typ: JWT``."""
     header = json.dumps({"alg": alg, "kid": kid, "typ": "JWT"}, separators=(",", ":"))
     return b64u_encode(header.encode("utf-8"))
@@ -113,10 +114,10 @@ class SigningKey:
     __slots__ = ("_header", "_key", "_public_jwk", "_sign", "alg", "kid", "status")
 
     def __init__(
-        self, kid: str, alg: str, key: _jwk.PrivateKey, status: KeyStatus = KeyStatus.ACTIVE
+        self, kid: str, alg: Alg, key: _jwk.PrivateKey, status: KeyStatus = KeyStatus.ACTIVE
     ) -> None:
         self.kid = kid
-        self.alg = alg
+        self.alg: Alg = alg
         self.status = status
         self._key = key
         self._sign = _jwa.signature_function(alg, key)
@@ -127,7 +128,7 @@ class SigningKey:
         return f"SigningKey(kid={self.kid!r}, alg={self.alg!r})"
 
     @classmethod
-    def from_jwk(cls, jwk: Mapping[str, Any], alg: str, kid: str) -> SigningKey:
+    def from_jwk(cls, jwk: Mapping[str, Any], alg: Alg, kid: str) -> SigningKey:
         """Build from a private JWK, fully validating it (for keys from outside)."""
         canonical = _jwk.validate_private_jwk(jwk)
         return cls(kid, _jwk.check_alg(canonical, alg), _jwk.load_private_key(canonical))
@@ -163,7 +164,7 @@ def prepare(key: SigningKeyProtocol) -> tuple[str, SignFunction]:
     if isinstance(key, SigningKey):
         return key._header, key._sign
     alg, kid = key.alg, key.kid
-    if alg not in _jwa.ALGORITHMS:
+    if not _jwa.is_alg(alg):
         raise InputError(f"key {kid!r} has alg {alg!r}; supported: {', '.join(_jwa.ALGORITHMS)}")
     if not valid_kid(kid):
         raise InputError(f"a signing key's kid must be {KID_RULE}, not {repr(kid)[:40]}")

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, TypedDict
 
 from . import _jwk
 from .errors import InputError, NoActiveKeyError, ServerRejectedError
 from .keys import (
     DEFAULT_RSA_SIZE,
     RSA_SIZES,
+    Alg,
     KeyInfo,
     Verifier,
     add_key,
@@ -27,7 +28,14 @@ from .keys import (
 )
 from .keystore import KeyStatus, Keystore, KeystoreData, KeystoreLike, open_keystore
 
-__all__ = ["RotationAction", "RotationActionName", "RotationResult", "rotate_keys"]
+__all__ = [
+    "RotationAction",
+    "RotationActionDict",
+    "RotationActionName",
+    "RotationResult",
+    "RotationResultDict",
+    "rotate_keys",
+]
 
 #: What rotation does to a key: stage a new pending key, promote a pending key
 #: to active, retire the active key it replaces, remove a key retired long enough.
@@ -40,7 +48,26 @@ class RotationAction:
 
     action: RotationActionName
     kid: str | None  # None for a key a dry run would stage
-    alg: str
+    alg: Alg
+
+
+class RotationActionDict(TypedDict):
+    """One :class:`RotationAction` in :meth:`RotationResult.as_dict`."""
+
+    action: RotationActionName
+    kid: str | None
+    alg: Alg
+
+
+class RotationResultDict(TypedDict):
+    """What :meth:`RotationResult.as_dict` returns (``jwktool keys rotate --json``)."""
+
+    dry_run: bool
+    changed: bool
+    actions: list[RotationActionDict]
+    #: The staged key's public JWK, to register; None when no key was staged.
+    register: dict[str, Any] | None
+    waiting_for_registration: list[str]
 
 
 @dataclass(frozen=True)
@@ -68,7 +95,7 @@ class RotationResult:
         """Whether anything was (or would be) changed."""
         return bool(self.actions)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> RotationResultDict:
         """Return a JSON-ready description."""
         return {
             "dry_run": self.dry_run,
@@ -84,7 +111,7 @@ def rotate_keys(
     *,
     min_age: timedelta = timedelta(days=90),
     overlap: timedelta = timedelta(days=7),
-    alg: str | None = None,
+    alg: Alg | None = None,
     size: int | None = None,
     dry_run: bool = False,
     now: datetime | None = None,
@@ -183,7 +210,7 @@ def _rotate(
     now: datetime,
     min_age: timedelta,
     overlap: timedelta,
-    alg: str | None,
+    alg: Alg | None,
     size: int | None,
     accepted: set[str] | None,
     *,

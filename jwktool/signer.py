@@ -24,9 +24,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Final
+from typing import Any, Final, Literal, TypedDict, cast
 
 from . import _jwk
+from ._jwa import Alg
 from .errors import InputError
 from .keysource import (
     KeySource,
@@ -46,7 +47,9 @@ __all__ = [
     "ASSERTION_TYPE",
     "DEFAULT_LIFETIME",
     "MAX_LIFETIME",
+    "AssertionTimes",
     "ClientAssertion",
+    "ClientAssertionDict",
     "Signer",
     "SigningKey",  # re-exported from jwktool.keysource, where it lives
     "create_assertion",
@@ -281,9 +284,9 @@ class Signer:
         return self._current[0].kid
 
     @property
-    def alg(self) -> str:
+    def alg(self) -> Alg:
         """The alg of the current signing key."""
-        return self._current[0].alg
+        return cast(Alg, self._current[0].alg)  # prepare() refused any other
 
     @property
     def source(self) -> KeySource:
@@ -352,6 +355,27 @@ class Signer:
         return compact_jws(header, sign, payload.encode("utf-8"))
 
 
+class AssertionTimes(TypedDict, total=False):
+    """:func:`readable_times`: each time claim the assertion carries, as an RFC 3339 time.
+
+    Every member may be missing (total=False: the same as NotRequired on each,
+    which Python 3.10's typing lacks); a time that cannot be shown is "out of range".
+    """
+
+    iat: str
+    nbf: str
+    exp: str
+
+
+class ClientAssertionDict(TypedDict):
+    """What :meth:`ClientAssertion.as_dict` returns (``jwktool sign --json``)."""
+
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    times: AssertionTimes
+    client_assertion: str
+
+
 @dataclass(frozen=True)
 class ClientAssertion:
     """A signed assertion with its decoded header and claims."""
@@ -360,7 +384,7 @@ class ClientAssertion:
     header: Mapping[str, Any]
     claims: Mapping[str, Any]
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> ClientAssertionDict:
         """Return header, claims, readable times and the assertion, for ``--json``."""
         return {
             "header": dict(self.header),
@@ -370,10 +394,13 @@ class ClientAssertion:
         }
 
 
-def readable_times(claims: Mapping[str, Any]) -> dict[str, str]:
+_TIME_CLAIMS: Final[tuple[Literal["iat", "nbf", "exp"], ...]] = ("iat", "nbf", "exp")
+
+
+def readable_times(claims: Mapping[str, Any]) -> AssertionTimes:
     """Return ``iat``, ``nbf`` and ``exp`` of ``claims`` as RFC 3339 times, where present."""
-    out = {}
-    for name in ("iat", "nbf", "exp"):
+    out: AssertionTimes = {}
+    for name in _TIME_CLAIMS:
         value = claims.get(name)
         if isinstance(value, int | float) and not isinstance(value, bool):
             try:

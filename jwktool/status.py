@@ -11,14 +11,29 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Final, TypedDict
 
 from ._fileio import atomic_write
 from .errors import InputError, NoActiveKeyError, StateFileError
-from .keys import KeyInfo, check_now, list_keys
+from .keys import KeyInfo, KeyInfoDict, check_now, list_keys
 from .keystore import KeyStatus, KeystoreLike, format_time
 
-__all__ = ["StatusReport", "key_status", "write_metrics"]
+__all__ = ["StatusReport", "StatusReportDict", "key_status", "write_metrics"]
+
+
+class StatusReportDict(TypedDict):
+    """What :meth:`StatusReport.as_dict` returns (``jwktool keys status --json``)."""
+
+    checked_at: str
+    ok: bool
+    active_kid: str | None
+    active_age_seconds: int | None
+    oldest_pending_age_seconds: int | None
+    active_too_old: bool
+    pending_too_long: bool
+    max_age_seconds: int
+    max_pending_age_seconds: int
+    keys: list[KeyInfoDict]
 
 
 @dataclass(frozen=True)
@@ -50,7 +65,7 @@ class StatusReport:
         """Neither limit is exceeded: rotation is happening."""
         return not (self.active_too_old or self.pending_too_long)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> StatusReportDict:
         """Return a JSON-ready description."""
         return {
             "checked_at": format_time(self.checked_at),
@@ -60,8 +75,8 @@ class StatusReport:
             "oldest_pending_age_seconds": _seconds(self.oldest_pending_age),
             "active_too_old": self.active_too_old,
             "pending_too_long": self.pending_too_long,
-            "max_age_seconds": _seconds(self.max_age),
-            "max_pending_age_seconds": _seconds(self.max_pending_age),
+            "max_age_seconds": int(self.max_age.total_seconds()),
+            "max_pending_age_seconds": int(self.max_pending_age.total_seconds()),
             "keys": [k.as_dict(self.checked_at) for k in self.keys],
         }
 

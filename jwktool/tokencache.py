@@ -23,7 +23,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -166,7 +166,13 @@ def cached_token(
 class TokenCache:
     """The token cache file. Entries hold the token response and its ``expires_at``."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, lock_timeout: float = 10.0):
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        lock_timeout: float = 10.0,
+        *,
+        warn: Callable[[str], None] | None = None,
+    ):
         given = path if path is not None else default_cache_path()
         #: Why this cache is not used at all (a link or directory another user controls).
         self._refused: str | None = None
@@ -177,6 +183,8 @@ class TokenCache:
             self.path = Path(os.path.abspath(given))
             self._refused = exc.message
         self.lock_timeout = lock_timeout
+        #: Where the one warning goes (default: the ``jwktool`` logger).
+        self._warn = warn
         self._warned = False
 
     def __repr__(self) -> str:
@@ -186,16 +194,18 @@ class TokenCache:
         """Warn (once per TokenCache) that the cache is not used, and why."""
         if not self._warned:
             self._warned = True
-            import logging  # only here: a cached `jwktool token` never pays for it
-
             why = (
                 exc
                 if isinstance(exc, str)
                 else f"token cache {exc.path} is owned by {exc.ownership}"
             )
-            logging.getLogger("jwktool").warning(
-                "%s; ignoring it: no token is read from or stored in it", why
-            )
+            line = f"{why}; ignoring it: no token is read from or stored in it"
+            if self._warn is not None:
+                self._warn(line)
+                return
+            import logging  # only here: a cached `jwktool token` never pays for it
+
+            logging.getLogger("jwktool").warning("%s", line)
 
     def _foreign(self) -> NotOwnerError | None:
         """The ownership problem of the cache file, if it exists and is another user's."""

@@ -26,7 +26,13 @@ class AccessToken:
     raw: Mapping[str, Any] = field(repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
-        """Return the server's response plus ``expires_at`` (seconds since the epoch)."""
+        """Return the server's response plus ``expires_at`` (seconds since the epoch).
+
+        A plain dict, not a TypedDict: the members are the server's, as it sent
+        them (RFC 6749 §5.1 allows extension members, and a server may send,
+        say, ``expires_in`` as a string); only ``access_token`` and
+        ``expires_at`` are certain.
+        """
         out = dict(self.raw)
         out["expires_at"] = int(self.expires_at)
         return out

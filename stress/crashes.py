@@ -151,7 +151,8 @@ def worker(args: argparse.Namespace) -> None:
                 if len(store.read().keys) >= MAX_KEYS:
                     outcome = "skipped"
                 else:
-                    alg = rng.choice(["ES256", "ES256", "EdDSA", "ES384", "RS256"])
+                    algs: list[keys.Alg] = ["ES256", "ES256", "EdDSA", "ES384", "RS256"]
+                    alg = rng.choice(algs)
                     keys.generate_key(
                         store,
                         alg=alg,

@@ -21,6 +21,7 @@ import click
 
 if TYPE_CHECKING:
     from ..errors import JwktoolError
+    from ..keys import Alg
     from ..keystore import Keystore
     from ..rotation import RotationResult
     from ..status import StatusReport
@@ -29,8 +30,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: The most a key, an assertion, a JWKS or a secret file read from input may hold.
 MAX_INPUT_BYTES: Final = 1024 * 1024
-#: The algorithms a new key may use (``--alg``).
-ALGORITHMS: Final = ("RS256", "PS256", "ES256", "ES384", "EdDSA")
+#: The algorithms a new key may use (``--alg``): every :data:`~jwktool.keys.Alg`, spelled
+#: out so the command line does not load the key machinery (a test keeps the two in step).
+#: click's Choice hands the callback one of these exactly (case-insensitive input is
+#: mapped to it), so an ``--alg`` parameter is typed ``Alg``.
+ALGORITHMS: Final[tuple[Alg, ...]] = ("RS256", "PS256", "ES256", "ES384", "EdDSA")
 
 
 # -- errors and exit codes (docs/exit-codes.md) ----------------------------------------

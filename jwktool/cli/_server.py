@@ -167,11 +167,25 @@ def server_settings(ctx: click.Context, server: dict[str, Any]) -> ServerSetting
 
 
 def _set_verbosity(ctx: click.Context, param: click.Parameter, value: int) -> int:
-    """``-v``: trace each HTTP exchange on stderr (redacted); ``-vv``: and the bodies."""
+    """``-v``: trace each HTTP exchange on stderr (redacted); ``-vv``: and the bodies.
+
+    Without ``-v`` nothing is set up yet: a cached ``jwktool token`` must not pay
+    for importing logging. Commands call :func:`log_to_stderr` before the work
+    that may log (the token side), so its warnings still come out as one line.
+    """
     if ctx.resilient_parsing:
         return value
     ctx.meta["jwktool.verbose"] = value
+    if value:
+        log_to_stderr(ctx)
+    return value
+
+
+def log_to_stderr(ctx: click.Context) -> None:
+    """Send the library's log to stderr as ``jwktool: …`` lines: warnings, and with -v more."""
     import logging
+
+    value = int(ctx.meta.get("jwktool.verbose", 0))
 
     class EchoHandler(logging.Handler):
         # Looks up stderr when it writes, so a test runner's swapped stream is honoured.
@@ -198,7 +212,6 @@ def _set_verbosity(ctx: click.Context, param: click.Parameter, value: int) -> in
     elif mine is not None and logger.level == mine:
         logger.setLevel(logging.NOTSET)  # undo an earlier -v in this process, nothing else
         del logger._jwktool_cli_level  # type: ignore[attr-defined]
-    return value
 
 
 def verbose_option(func: F) -> F:
@@ -227,4 +240,5 @@ def verifier(
         fail("--verify needs --client-id (and --env, --issuer or --token-endpoint)")
     from ..exchanger import key_verifier
 
+    log_to_stderr(ctx)
     return key_verifier(store, client_id, server_settings(ctx, server))

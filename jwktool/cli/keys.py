@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -24,6 +24,9 @@ from ._common import (
 )
 from ._server import server_options, verifier
 from .rotate import keys_rotate, keys_status, short_age
+
+if TYPE_CHECKING:
+    from ..keys import Alg
 
 
 @click.group()
@@ -56,7 +59,7 @@ keys.add_command(keys_status)
 def keys_generate(
     keystore: str | None,
     passphrase_file: str | None,
-    alg: str,
+    alg: Alg,  # click.Choice(ALGORITHMS): one of them exactly
     size: str | None,
     kid: str | None,
     activate: bool,
@@ -118,7 +121,7 @@ def keys_import(
     keystore: str | None,
     passphrase_file: str | None,
     source: IO[bytes],
-    import_alg: str | None,
+    import_alg: Alg | None,  # click.Choice(ALGORITHMS): one of them exactly
     kid: str | None,
     pem_passphrase_file: str | None,
     activate: bool,

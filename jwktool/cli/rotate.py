@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,6 +22,9 @@ from ._common import (
     status_exit_code,
 )
 from ._server import server_options, verifier
+
+if TYPE_CHECKING:
+    from ..keys import Alg
 
 
 def short_age(seconds: float) -> str:
@@ -79,7 +82,7 @@ def keys_rotate(
     passphrase_file: str | None,
     min_age: timedelta,
     overlap: timedelta,
-    alg: str | None,
+    alg: Alg | None,  # click.Choice(ALGORITHMS): one of them exactly
     size: str | None,
     verify: bool,
     client_id: str | None,

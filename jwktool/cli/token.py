@@ -20,8 +20,9 @@ from ._common import (
     open_keystore,
     passphrase_option,
     progress,
+    warn,
 )
-from ._server import server_options, server_settings
+from ._server import log_to_stderr, server_options, server_settings
 
 if TYPE_CHECKING:
     from ..settings import ServerSettings
@@ -67,7 +68,7 @@ def token(
     from ..tokencache import TokenCache, cached_token
 
     settings = server_settings(ctx, server)
-    cache = None if no_cache else TokenCache()
+    cache = None if no_cache else TokenCache(warn=warn)
     # A cached token is found without loading HTTP or key machinery: the
     # 'Bearer $(jwktool token ...)' pattern runs once per API call.
     hit = None
@@ -83,6 +84,8 @@ def token(
         _print_token(hit, as_json)
         return
     from ..exchanger import fetch_token
+
+    log_to_stderr(ctx)
 
     result = fetch_token(
         open_keystore(keystore, passphrase_file),
@@ -133,6 +136,8 @@ def doctor(
     6 when something did.
     """
     from ..doctor import run_doctor
+
+    log_to_stderr(ctx)
     from ..errors import InputError
 
     settings: ServerSettings | str
@@ -151,8 +156,8 @@ def doctor(
     report = report.with_hint("client id", "give it with --client-id, or as client_id in a profile")
     if as_json:
         doc = report.as_dict()
-        for check in doc["checks"]:
-            check["message"] = as_options(check["message"])
+        for entry in doc["checks"]:
+            entry["message"] = as_options(entry["message"])
         echo_json(doc)
     else:
         for check in report.checks:

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from jwktool.cli import cli
-from jwktool.keys import generate_key
+from jwktool.keys import Alg, generate_key
 from jwktool.presets import ENVIRONMENTS
 from jwktool.signer import SigningKey
 
@@ -118,7 +118,7 @@ def good_claims(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("alg", ALGS)
-def test_sign_every_alg_verifies(store: Path, alg: str) -> None:
+def test_sign_every_alg_verifies(store: Path, alg: Alg) -> None:
     kid = new_key(store, alg)
     before = int(time.time())
     result = run("sign", "--keystore", store, "--client-id", CLIENT_ID, "--audience", AUDIENCE)

@@ -11,11 +11,8 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -28,6 +25,7 @@ from jwktool.signer import Signer
 from jwktool.tokencache import TokenCache
 
 from ..conftest import CliInvoke
+from .servers import Origin
 
 CLIENT_ID = "0b5e3b7e-5d1c-4b8e-9a57-3f0c1d2e4a11"
 NOBODY = 65534
@@ -45,44 +43,9 @@ def store(tmp_path: Path) -> Path:
     return path
 
 
-class Echo:
-    """An origin on 127.0.0.1 that answers with whatever ``reply(form)`` builds."""
-
-    def __init__(self, reply: Any) -> None:
-        self.reply = reply
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                form = dict(
-                    pair.split("=", 1)
-                    for pair in self.rfile.read(length).decode().split("&")
-                    if "=" in pair
-                )
-                status, headers, body = outer.reply(form)
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/token"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def echo() -> Iterator[list[Echo]]:
-    started: list[Echo] = []
+def echo() -> Iterator[list[Origin]]:
+    started: list[Origin] = []
     yield started
     for server in started:
         server.close()
@@ -186,17 +149,17 @@ def test_a_ca_bundle_of_another_user_is_refused(store: Path, tmp_path: Path) -> 
 
 
 def test_an_error_description_echoing_the_assertion_is_scrubbed(
-    store: Path, echo: list[Echo]
+    store: Path, echo: list[Origin]
 ) -> None:
     def reply(form: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         signature = form["client_assertion"].rsplit(".", 1)[1]
         body = {"error": "invalid_client", "error_description": f"bad signature {signature}"}
         return 400, {"Content-Type": "application/json"}, json.dumps(body).encode()
 
-    echo.append(Echo(reply))
+    echo.append(Origin(lambda request: reply(request.form)))
     assertion = Signer(store, CLIENT_ID, "x").sign()
     with pytest.raises(ServerRejectedError) as caught:
-        request_token(assertion, echo[0].url)
+        request_token(assertion, echo[0].url + "/token")
     signature = assertion.rsplit(".", 1)[1]
     assert signature not in caught.value.message
     assert signature not in (caught.value.error_description or "")
@@ -204,7 +167,7 @@ def test_an_error_description_echoing_the_assertion_is_scrubbed(
 
 
 def test_the_trace_scrubs_echoed_credentials_in_headers_and_odd_members(
-    store: Path, echo: list[Echo], caplog: pytest.LogCaptureFixture
+    store: Path, echo: list[Origin], caplog: pytest.LogCaptureFixture
 ) -> None:
     token = "OPAQUE-TOKEN-0123456789abcdef"
 
@@ -223,10 +186,10 @@ def test_the_trace_scrubs_echoed_credentials_in_headers_and_odd_members(
         }
         return 200, headers, json.dumps(body).encode()
 
-    echo.append(Echo(reply))
+    echo.append(Origin(lambda request: reply(request.form)))
     assertion = Signer(store, CLIENT_ID, "x").sign()
     with caplog.at_level(logging.DEBUG, logger="jwktool"):
-        request_token(assertion, echo[0].url)
+        request_token(assertion, echo[0].url + "/token")
     trace = caplog.text
     assert "> POST" in trace and "<   body:" in trace
     assert token not in trace

@@ -233,4 +233,5 @@ def test_a_cached_token_loads_neither_requests_nor_key_machinery(
     assert "requests" in {line.split("|")[-1].strip() for line in first.stderr.splitlines()}
     assert "requests" not in imported
     assert "cryptography" not in imported
+    assert "logging" not in imported  # warnings there go through the CLI's own echo
     assert "jwktool.signer" not in imported and "jwktool.exchanger" not in imported

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,48 +27,27 @@ from jwktool.tokencache import cache_key
 
 from ..conftest import CliInvoke
 from .authserver import AuthServer
+from .servers import Answer, Origin, Request
 
 CLIENT_ID = "0b5e3b7e-5d1c-4b8e-9a57-3f0c1d2e4a11"
-Answer = Callable[[str], tuple[int, dict[str, str], bytes]]
+Respond = Callable[[Request], Answer]
 
 
 @pytest.fixture
-def origin() -> Iterator[Callable[[Answer], str]]:
-    """Start a one-route origin on 127.0.0.1 answering ``answer(path)``; yields a starter."""
-    servers: list[ThreadingHTTPServer] = []
+def origin() -> Iterator[Callable[[Respond], str]]:
+    """Start one-route origins on 127.0.0.1 (``Origin``); yields a starter giving the base URL."""
+    started: list[Origin] = []
 
-    def start(answer: Answer) -> str:
-        class Handler(BaseHTTPRequestHandler):
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
-                status, headers, body = answer(self.path)
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = _serve
-            do_POST = _serve
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-        servers.append(httpd)
-        return f"http://127.0.0.1:{httpd.server_port}"
+    def start(answer: Respond) -> str:
+        started.append(Origin(answer))
+        return started[-1].url
 
     yield start
-    for httpd in servers:
-        httpd.shutdown()
-        httpd.server_close()
+    for server in started:
+        server.close()
 
 
-def _json(status: int, doc: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+def _json(status: int, doc: dict[str, Any]) -> Answer:
     return status, {"Content-Type": "application/json"}, json.dumps(doc).encode()
 
 
@@ -155,7 +132,7 @@ def test_doctor_does_not_call_a_404_token_endpoint_ok(store: Path, auth_server: 
 
 
 def test_invalid_scope_names_the_scope_the_server_names(
-    store: Path, origin: Callable[[Answer], str]
+    store: Path, origin: Callable[[Respond], str]
 ) -> None:
     base = origin(lambda p: _json(400, {"error": "invalid_scope", "scope": "api:write"}))
     with pytest.raises(ServerRejectedError) as caught:
@@ -164,7 +141,7 @@ def test_invalid_scope_names_the_scope_the_server_names(
 
 
 def test_invalid_scope_syntax_is_not_blamed_on_roles(
-    store: Path, origin: Callable[[Answer], str]
+    store: Path, origin: Callable[[Respond], str]
 ) -> None:
     body = {"error": "invalid_scope", "error_description": "scope contains invalid characters"}
     base = origin(lambda p: _json(400, body))
@@ -175,7 +152,7 @@ def test_invalid_scope_syntax_is_not_blamed_on_roles(
 
 
 def test_a_narrowed_scope_is_warned_about(
-    store: Path, origin: Callable[[Answer], str], caplog: pytest.LogCaptureFixture
+    store: Path, origin: Callable[[Respond], str], caplog: pytest.LogCaptureFixture
 ) -> None:
     doc = {"access_token": "t0ken", "token_type": "Bearer", "expires_in": 60, "scope": "a"}
     base = origin(lambda p: _json(200, doc))
@@ -228,7 +205,7 @@ def test_no_time_left_for_a_retry_after_says_why(store: Path, auth_server: AuthS
     assert auth_server.token_requests == 1
 
 
-def test_no_discovery_document_lists_every_url_tried(origin: Callable[[Answer], str]) -> None:
+def test_no_discovery_document_lists_every_url_tried(origin: Callable[[Respond], str]) -> None:
     from jwktool.exchanger import resolve_endpoint
 
     base = origin(lambda p: (404, {}, b"not here"))

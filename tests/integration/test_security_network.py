@@ -13,12 +13,8 @@ the fix:
 from __future__ import annotations
 
 import json
-import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -31,45 +27,9 @@ from jwktool.settings import ServerSettings
 
 from ..conftest import client_kwargs
 from .authserver import AuthServer
+from .servers import Answer, Origin, RecordingProxy, Request
 
 CLIENT_ID = "0b5e3b7e-5d1c-4b8e-9a57-3f0c1d2e4a11"
-
-
-class _Origin:
-    """A tiny HTTP origin on 127.0.0.1 that answers with ``handler(path)`` and records headers."""
-
-    def __init__(self, answer: Any) -> None:
-        self.seen: list[dict[str, str]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _serve(self) -> None:
-                outer.seen.append({"path": self.path, **dict(self.headers.items())})
-                length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
-                status, headers, body = answer(self.path)
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = _serve
-            do_POST = _serve
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_port
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
@@ -104,8 +64,8 @@ def _client(server: AuthServer, store: Path) -> TokenClient:
     )
 
 
-def _bearer(seen: list[dict[str, str]]) -> list[str]:
-    return [h["Authorization"] for h in seen if "Authorization" in h]
+def _bearer(seen: list[Request]) -> list[str]:
+    return [r.headers["Authorization"] for r in seen if "Authorization" in r.headers]
 
 
 # -- item 1: a token goes to its own origin only -----------------------------------------
@@ -115,9 +75,9 @@ def _bearer(seen: list[dict[str, str]]) -> list[str]:
 def test_a_redirect_target_answering_401_never_receives_a_token(
     server: AuthServer, store: Path, other_host: str
 ) -> None:
-    elsewhere = _Origin(lambda path: (401, {"WWW-Authenticate": "Bearer"}, b"{}"))
-    api = _Origin(
-        lambda path: (307, {"Location": f"http://{other_host}:{elsewhere.port}/steal"}, b"")
+    elsewhere = Origin(lambda request: (401, {"WWW-Authenticate": "Bearer"}, b"{}"))
+    api = Origin(
+        lambda request: (307, {"Location": f"http://{other_host}:{elsewhere.port}/steal"}, b"")
     )
     try:
         with _client(server, store) as client, requests.Session() as http:
@@ -141,15 +101,15 @@ def test_a_401_from_the_tokens_own_origin_is_still_retried_once(
 ) -> None:
     calls: list[int] = []
 
-    def answer(path: str) -> tuple[int, dict[str, str], bytes]:
+    def answer(request: Request) -> Answer:
         calls.append(1)
-        if path == "/old":
+        if request.path == "/old":
             return 307, {"Location": "/new"}, b""
         if len(calls) == 2:
             return 401, {}, b"{}"
         return 200, {"Content-Type": "application/json"}, b'{"ok": true}'
 
-    api = _Origin(answer)
+    api = Origin(answer)
     try:
         with _client(server, store) as client, requests.Session() as http:
             http.auth = client.auth()
@@ -176,42 +136,11 @@ def test_origin_compares_scheme_host_and_port() -> None:
 # -- item 8: loopback requests never use a proxy ------------------------------------------
 
 
-class _RecordingProxy:
-    """A TCP listener that counts connections and answers 502 (a proxy that would see all)."""
-
-    def __init__(self) -> None:
-        self.connections = 0
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            with conn:
-                conn.settimeout(2)
-                try:
-                    conn.recv(65536)
-                    conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 @pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy", "ALL_PROXY"])
 def test_plain_http_to_loopback_never_goes_through_a_proxy(
     server: AuthServer, store: Path, monkeypatch: pytest.MonkeyPatch, variable: str
 ) -> None:
-    proxy = _RecordingProxy()
+    proxy = RecordingProxy()
     monkeypatch.setenv(variable, proxy.url)
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
@@ -229,7 +158,7 @@ def test_a_sessions_own_proxy_is_not_used_for_loopback_either(
 ) -> None:
     from jwktool.signer import Signer
 
-    proxy = _RecordingProxy()
+    proxy = RecordingProxy()
     signer = Signer(store, CLIENT_ID, server.issuer)
     try:
         with requests.Session() as http:
@@ -264,14 +193,14 @@ def test_doctor_flags_a_discovered_token_endpoint_on_another_host(
     # 127.0.0.1: a different host, as an attacker's document would name.
     holder: dict[str, str] = {}
 
-    def answer(path: str) -> tuple[int, dict[str, str], bytes]:
+    def answer(request: Request) -> Answer:
         doc = {
             "issuer": holder["issuer"],
             "token_endpoint": server.token_endpoint.replace("127.0.0.1", "localhost"),
         }
         return 200, {"Content-Type": "application/json"}, json.dumps(doc).encode()
 
-    discovery = _Origin(answer)
+    discovery = Origin(answer)
     holder["issuer"] = f"http://127.0.0.1:{discovery.port}/op"
     server.audiences.append(holder["issuer"])
     try:

@@ -19,7 +19,6 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,38 +36,11 @@ from jwktool.settings import ServerSettings
 
 from ..conftest import client_kwargs, subprocess_env
 from .authserver import AuthServer, start_auth_server
+from .servers import Silent
 
 CLIENT_ID = "0b5e3b7e-5d1c-4b8e-9a57-3f0c1d2e4a11"
 #: Seconds a whole process may take beyond its --timeout (interpreter start, imports, a busy CI).
 MARGIN = 4.0
-
-
-class Silent:
-    """Accepts TCP connections and never sends a byte (until closed)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        self.held: list[socket.socket] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            self.held.append(conn)
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self.held:
-            conn.close()
 
 
 @pytest.fixture

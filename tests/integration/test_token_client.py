@@ -29,7 +29,7 @@ from jwktool.errors import (
     ServerUnreachableError,
 )
 from jwktool.exchanger import Endpoint, TokenClient, request_token, resolve_endpoint
-from jwktool.keys import ExportFormat
+from jwktool.keys import Alg, ExportFormat
 from jwktool.settings import ServerSettings
 from jwktool.signer import SigningKey, make_client_assertion
 
@@ -38,13 +38,13 @@ from .authserver import AuthServer
 
 CLIENT_ID = "0b5e3b7e-5d1c-4b8e-9a57-3f0c1d2e4a11"
 SCOPES = ["gipod_pdo_read", "gipod_pdo_write"]
-ALGORITHMS = ["RS256", "PS256", "ES256", "ES384", "EdDSA"]
+ALGORITHMS: list[Alg] = ["RS256", "PS256", "ES256", "ES384", "EdDSA"]
 
 
 # -- helpers -----------------------------------------------------------------------------
 
 
-def new_store(directory: Path, alg: str = "RS256") -> Path:
+def new_store(directory: Path, alg: Alg = "RS256") -> Path:
     """A keystore in ``directory`` holding one active key for ``alg``."""
     path = directory / "keystore.json"
     keys.generate_key(path, alg=alg, size=2048 if alg in ("RS256", "PS256") else None)
@@ -138,7 +138,7 @@ def token_cli_args(store: Path, *extra: str) -> list[str]:
 
 
 @pytest.mark.parametrize("alg", ALGORITHMS)
-def test_token_for_each_algorithm(auth_server: AuthServer, tmp_path: Path, alg: str) -> None:
+def test_token_for_each_algorithm(auth_server: AuthServer, tmp_path: Path, alg: Alg) -> None:
     store = new_store(tmp_path, alg)
     register(auth_server, store)
     with make_client(auth_server, store) as client:

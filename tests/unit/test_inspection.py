@@ -16,7 +16,7 @@ import pytest
 from jwktool.cli._common import exit_code_for
 from jwktool.errors import AssertionCheckError, InputError
 from jwktool.inspection import Inspection, decode_jwt, inspect_assertion
-from jwktool.keys import activate_key, generate_key
+from jwktool.keys import Alg, activate_key, generate_key
 from jwktool.signer import Signer, SigningKey, make_client_assertion
 
 from .test_signer import (
@@ -326,7 +326,7 @@ def test_pending_kid_is_a_warning(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("alg", ["PS256", "ES256", "ES384", "EdDSA"])
-def test_other_algs_verify_but_warn(tmp_path: Path, alg: str) -> None:
+def test_other_algs_verify_but_warn(tmp_path: Path, alg: Alg) -> None:
     store = tmp_path / "ks.json"
     new_key(store, alg)
     token = Signer(store, CLIENT_ID, ISSUER).sign(now=NOW)

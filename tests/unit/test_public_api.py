@@ -41,3 +41,14 @@ def test_signing_does_not_import_requests_or_jwcrypto(tmp_path: object) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_alg_names_the_algorithms_of_the_jwa_table_and_the_command_line() -> None:
+    from typing import get_args
+
+    from jwktool import _jwa, keys
+    from jwktool.cli import _common
+
+    names = get_args(jwktool.Alg)
+    assert names == tuple(_jwa.ALGORITHMS) == keys.ALGORITHMS == _common.ALGORITHMS
+    assert keys.DEFAULT_ALG in names

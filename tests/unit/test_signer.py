@@ -41,7 +41,7 @@ from jwcrypto import jws as jwcrypto_jws
 from jwktool import _jwa, _jwk
 from jwktool.cli._common import exit_code_for
 from jwktool.errors import InputError, KeyNotFoundError, NoActiveKeyError
-from jwktool.keys import ExportFormat, activate_key, export_keys, generate_key, import_key
+from jwktool.keys import Alg, ExportFormat, activate_key, export_keys, generate_key, import_key
 from jwktool.presets import ENVIRONMENTS
 from jwktool.signer import (
     DEFAULT_LIFETIME,
@@ -56,7 +56,7 @@ from jwktool.signer import (
 from ..conftest import json_object
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
-ALGS = ("RS256", "PS256", "ES256", "ES384", "EdDSA")
+ALGS: tuple[Alg, ...] = ("RS256", "PS256", "ES256", "ES384", "EdDSA")
 PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi")
 CLIENT_ID = "0b7f1c2e-5d4a-4e3b-9c8d-7a6f5e4d3c2b"
 AUDIENCE = "https://authenticatie.vlaanderen.be/op"
@@ -106,7 +106,7 @@ def segments(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return json_object(b64u_decode(header)), json_object(b64u_decode(claims))
 
 
-def new_key(path: Path, alg: str, **kwargs: Any) -> str:
+def new_key(path: Path, alg: Alg, **kwargs: Any) -> str:
     """Generate a key (RSA 2048 for speed) in the keystore at ``path``; return its kid."""
     size = 2048 if alg in ("RS256", "PS256") else None
     return generate_key(path, alg=alg, size=size, **kwargs).kid
@@ -402,7 +402,7 @@ def test_rs256_is_deterministic_and_other_jti_changes_only_claims() -> None:
 
 
 @pytest.mark.parametrize("alg", ALGS)
-def test_make_client_assertion_verifies_for_every_alg(store: Path, alg: str) -> None:
+def test_make_client_assertion_verifies_for_every_alg(store: Path, alg: Alg) -> None:
     import time
 
     kid = new_key(store, alg)
@@ -433,7 +433,7 @@ def test_make_client_assertion_verifies_for_every_alg(store: Path, alg: str) -> 
 
 
 @pytest.mark.parametrize("alg", ALGS)
-def test_signer_sign_verifies_for_every_alg(store: Path, alg: str) -> None:
+def test_signer_sign_verifies_for_every_alg(store: Path, alg: Alg) -> None:
     kid = new_key(store, alg)
     signer = Signer(store, CLIENT_ID, AUDIENCE, lifetime=600)
     assert (signer.kid, signer.alg) == (kid, alg)
@@ -454,7 +454,7 @@ def test_signer_sign_verifies_for_every_alg(store: Path, alg: str) -> None:
 
 
 @pytest.mark.parametrize("alg", ["ES256", "ES384", "PS256"])
-def test_randomised_algs_give_different_signatures(store: Path, alg: str) -> None:
+def test_randomised_algs_give_different_signatures(store: Path, alg: Alg) -> None:
     new_key(store, alg)
     signer = Signer(store, CLIENT_ID, AUDIENCE)
     one = signer.sign(now=FIXED_NOW, jti=FIXED_JTI)
@@ -466,7 +466,7 @@ def test_randomised_algs_give_different_signatures(store: Path, alg: str) -> Non
 
 
 @pytest.mark.parametrize(("alg", "length"), [("ES256", 64), ("ES384", 96), ("EdDSA", 64)])
-def test_fixed_length_raw_signatures(store: Path, alg: str, length: int) -> None:
+def test_fixed_length_raw_signatures(store: Path, alg: Alg, length: int) -> None:
     """RFC 7518 §3.4: ES signatures are R || S, not DER; RFC 8037: Ed25519 is 64 octets."""
     new_key(store, alg)
     signer = Signer(store, CLIENT_ID, AUDIENCE)

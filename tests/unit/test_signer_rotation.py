@@ -82,7 +82,7 @@ def test_activate_in_another_process_is_picked_up(store: Path) -> None:
     old = generate_key(store, alg="RS256", size=2048).kid
     new = generate_key(store, alg="ES256").kid  # pending
     signer = Signer(store, CLIENT_ID, AUDIENCE, check_interval=0)
-    assert kid_of(signer.sign()) == old and signer.alg == "RS256"
+    assert (kid_of(signer.sign()), signer.alg) == (old, "RS256")
 
     # "--": a thumbprint kid may start with "-" (see the xfail test at the end).
     done = jwktool("keys", "activate", "--keystore", str(store), "--", new)
