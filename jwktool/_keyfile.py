@@ -61,6 +61,8 @@ class KeyRecord:
     public: dict[str, Any]
     private: dict[str, Any] | None = field(default=None, repr=False)
     sealed: dict[str, str] | None = field(default=None, repr=False)
+    #: When a JWKS URL was first seen serving this key (rotation with a published JWKS).
+    published: datetime | None = None
 
 
 @dataclass
@@ -155,6 +157,8 @@ def serialise_keystore(data: KeystoreData) -> str:
             "retired": format_time(r.retired) if r.retired else None,
             "public": r.public,
         }
+        if r.published is not None:
+            entry["published"] = format_time(r.published)
         if r.sealed is not None:
             entry["sealed"] = r.sealed
         else:
@@ -284,6 +288,7 @@ def _parse_key(entry: Any, where: str, encrypted: bool) -> KeyRecord:
         activated=_time(entry.get("activated"), f"{where}.activated", optional=True),
         retired=_time(entry.get("retired"), f"{where}.retired", optional=True),
         public=expected_public,
+        published=_time(entry.get("published"), f"{where}.published", optional=True),
     )
     if encrypted:
         sealed = _want(entry.get("sealed"), dict, f"{where}.sealed")

@@ -24,6 +24,7 @@ __all__ = [
     "EXIT_SERVER_UNREACHABLE",
     "EXIT_STATE_FILE",
     "EXIT_STATUS_ACTIVE_OLD",
+    "EXIT_STATUS_JWKS_DRIFT",
     "EXIT_STATUS_PENDING_OLD",
     "AssertionCheckError",
     "InputError",
@@ -70,6 +71,8 @@ EXIT_ROTATE_CHANGED = 11
 EXIT_STATUS_ACTIVE_OLD = 12
 #: ``keys status``: a pending key has waited longer than --max-pending-age.
 EXIT_STATUS_PENDING_OLD = 13
+#: ``keys status --jwks-url``: the published JWKS disagrees with the keystore.
+EXIT_STATUS_JWKS_DRIFT = 14
 
 
 class JwktoolError(Exception):

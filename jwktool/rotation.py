@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeAlias, TypedDict
+from typing import Any, Literal, Protocol, TypeAlias, TypedDict
 
 from . import _jwk
 from .errors import InputError, NoActiveKeyError, ServerRejectedError
@@ -26,9 +26,12 @@ from .keys import (
     key_info,
     new_key,
 )
-from .keystore import KeyStatus, Keystore, KeystoreData, KeystoreLike, open_keystore
+from .keystore import KeyRecord, KeyStatus, Keystore, KeystoreData, KeystoreLike, open_keystore
 
 __all__ = [
+    "GateDecision",
+    "PromotionGate",
+    "Publisher",
     "RotationAction",
     "RotationActionDict",
     "RotationActionName",
@@ -40,6 +43,35 @@ __all__ = [
 #: What rotation does to a key: stage a new pending key, promote a pending key
 #: to active, retire the active key it replaces, remove a key retired long enough.
 RotationActionName: TypeAlias = Literal["staged", "promoted", "retired", "removed"]
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Whether a pending key may be promoted yet, as far as a published JWKS goes.
+
+    ``seen_at``: when the endpoint was first seen serving the key (recorded in
+    the keystore, so the wait spans cron runs); ``reason``: why not yet.
+    """
+
+    ready: bool
+    seen_at: datetime | None = None
+    reason: str = ""
+
+
+class PromotionGate(Protocol):
+    """Decides, before promotion, whether the server can have seen a pending key."""
+
+    def __call__(self, record: KeyRecord, now: datetime) -> GateDecision:
+        """Look (e.g. fetch the JWKS URL) and say whether ``record`` may be promoted."""
+        ...
+
+
+class Publisher(Protocol):
+    """Writes the keystore's public JWKS where the server reads it; says whether it changed."""
+
+    def __call__(self, store: Keystore) -> bool:
+        """Publish the current key set (idempotent)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -68,6 +100,10 @@ class RotationResultDict(TypedDict):
     #: The staged key's public JWK, to register; None when no key was staged.
     register: dict[str, Any] | None
     waiting_for_registration: list[str]
+    #: Why a pending key is not promoted yet by a published-JWKS gate.
+    notes: list[str]
+    #: Whether the published JWKS changed in this run.
+    published: bool
 
 
 @dataclass(frozen=True)
@@ -79,6 +115,12 @@ class RotationResult:
     staged_key: KeyInfo | None = None
     #: With ``verify``: pending kids the server does not accept yet (register them).
     waiting: tuple[str, ...] = ()
+    #: With a gate: why a pending key is not promoted yet (it needs no person).
+    notes: tuple[str, ...] = ()
+    #: With a publisher: the published JWKS changed during this run.
+    published: bool = False
+    #: With a publisher, a staged key needs no registration: it is published.
+    publishing: bool = False
 
     @property
     def staged(self) -> bool:
@@ -87,8 +129,11 @@ class RotationResult:
 
     @property
     def needs_registration(self) -> bool:
-        """Whether a key waits to be registered: one was staged, or the server refused one."""
-        return self.staged or bool(self.waiting)
+        """Whether a key waits for a person to register it: staged, or refused by the server.
+
+        With a publisher a staged key is published, not registered by hand.
+        """
+        return (self.staged and not self.publishing) or bool(self.waiting)
 
     @property
     def changed(self) -> bool:
@@ -103,6 +148,8 @@ class RotationResult:
             "actions": [{"action": a.action, "kid": a.kid, "alg": a.alg} for a in self.actions],
             "register": dict(self.staged_key.public_jwk) if self.staged_key else None,
             "waiting_for_registration": list(self.waiting),
+            "notes": list(self.notes),
+            "published": self.published,
         }
 
 
@@ -116,6 +163,8 @@ def rotate_keys(
     dry_run: bool = False,
     now: datetime | None = None,
     verify: Verifier | None = None,
+    gate: PromotionGate | None = None,
+    publish: Publisher | None = None,
 ) -> RotationResult:
     """Advance key rotation by one step; idempotent, meant for cron.
 
@@ -139,6 +188,17 @@ def rotate_keys(
     pending key is promoted as soon as the server accepts it, and a key the
     server refuses is never promoted (it is reported in ``waiting``). The
     requests are made outside the lock.
+
+    With a published JWKS (the portal's "public JWKS endpoint"): ``publish``
+    writes the key set where the server reads it, at the start of every run
+    (so a crash between a keystore change and its publication heals on the
+    next run, and the published set always holds the active key and anything
+    the server may still use) and again when the set changed. ``gate`` is
+    asked about each pending key before promotion (outside the lock): only a
+    key it calls ready (served by the endpoint, and for long enough that the
+    server's cached copy has expired) is promoted, then with ``verify`` only
+    once the server also accepts it; age alone no longer promotes. A retired
+    key stays published until it is removed after ``overlap``.
     """
     if min_age < timedelta(0):
         raise InputError(
@@ -148,28 +208,62 @@ def rotate_keys(
         raise InputError("overlap must not be negative", params=("overlap",))
     store = open_keystore(keystore)
     when = check_now(now)
+    published = bool(publish(store)) if publish is not None and not dry_run else False
     accepted: set[str] | None = None
     waiting: tuple[str, ...] = ()
+    notes: list[str] = []
+    seen: dict[str, datetime] = {}
+    candidates: set[str] | None = None
+    if gate is not None:
+        candidates = set()
+        for record in store.read().keys:
+            if record.status is not KeyStatus.PENDING:
+                continue
+            decision = gate(record, when)
+            if decision.seen_at is not None:
+                seen[record.kid] = decision.seen_at
+            if decision.ready:
+                candidates.add(record.kid)
+            else:
+                notes.append(f"pending key {record.kid}: {decision.reason}")
+        accepted = set(candidates)
     if verify is not None:
-        accepted, waiting = _verify_pending(store, verify)
+        accepted, waiting = _verify_pending(store, verify, candidates)
     if dry_run:
         result = _rotate(
             store, store.read(), when, min_age, overlap, alg, size, accepted, dry_run=True
         )
     else:
         with store.update() as data:
+            for record in data.keys:
+                if record.kid in seen and record.published is None:
+                    record.published = seen[record.kid]
             result = _rotate(
                 store, data, when, min_age, overlap, alg, size, accepted, dry_run=False
             )
+        if publish is not None and any(a.action in ("staged", "removed") for a in result.actions):
+            published = publish(store) or published
     promoted = {a.kid for a in result.actions if a.action == "promoted"}
     still_waiting = tuple(kid for kid in waiting if kid not in promoted)
-    return replace(result, waiting=still_waiting)
+    return replace(
+        result,
+        waiting=still_waiting,
+        notes=tuple(notes),
+        published=published,
+        publishing=publish is not None,
+    )
 
 
-def _verify_pending(store: Keystore, verify: Verifier) -> tuple[set[str], tuple[str, ...]]:
-    """Try each pending key, newest first, until the server accepts one."""
+def _verify_pending(
+    store: Keystore, verify: Verifier, only: set[str] | None = None
+) -> tuple[set[str], tuple[str, ...]]:
+    """Try each pending key (of ``only``, when given), newest first, until one is accepted."""
     pending = sorted(
-        (r for r in store.read().keys if r.status is KeyStatus.PENDING),
+        (
+            r
+            for r in store.read().keys
+            if r.status is KeyStatus.PENDING and (only is None or r.kid in only)
+        ),
         key=lambda r: r.created,
         reverse=True,
     )

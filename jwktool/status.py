@@ -167,11 +167,13 @@ def key_status(
 _METRICS_HEAD: Final = b"# HELP jwktool_"
 
 
-def write_metrics(path: str | os.PathLike[str], report: StatusReport) -> None:
+def write_metrics(path: str | os.PathLike[str], report: StatusReport, extra: str = "") -> None:
     """Write ``report`` for a Prometheus textfile collector: atomically, mode 0644.
 
     An existing file is replaced only when jwktool wrote it (it starts with a
     jwktool metric): a mistyped path must never replace a keystore or a config.
+
+    ``extra``: more lines in the same format (the published JWKS's figures).
 
     :raises InputError: the file exists and is something else.
     :raises StateFileError: the file cannot be read or written.
@@ -190,4 +192,4 @@ def write_metrics(path: str | os.PathLike[str], report: StatusReport) -> None:
         raise InputError(
             f"{target} exists and is not a jwktool metrics file; refusing to replace it"
         )
-    atomic_write(target, report.prometheus().encode(), "metrics file", mode=0o644)
+    atomic_write(target, (report.prometheus() + extra).encode(), "metrics file", mode=0o644)

@@ -42,6 +42,7 @@ _SUBCOMMANDS: Final = frozenset(
         "list",
         "passwd",
         "remove",
+        "publish",
         "retire",
         "rotate",
         "status",

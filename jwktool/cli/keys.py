@@ -23,7 +23,7 @@ from ._common import (
     read_secret_file,
 )
 from ._server import server_options, verifier
-from .rotate import keys_rotate, keys_status, short_age
+from .rotate import keys_publish, keys_rotate, keys_status, short_age
 
 if TYPE_CHECKING:
     from ..keys import Alg
@@ -36,6 +36,7 @@ def keys() -> None:
 
 keys.add_command(keys_rotate)
 keys.add_command(keys_status)
+keys.add_command(keys_publish)
 
 
 @keys.command("generate")

@@ -1,4 +1,4 @@
-"""``jwktool keys rotate`` and ``jwktool keys status``: the side of the key life cron runs."""
+"""``jwktool keys rotate``, ``status`` and ``publish``: the side of the key life cron runs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .._text import safe_text
+from ..errors import EXIT_STATUS_JWKS_DRIFT
 from ._common import (
     ALGORITHMS,
     CommandLineOnly,
@@ -71,6 +72,33 @@ def short_age(seconds: float) -> str:
     help="Promote a pending key only once a token request signed with it succeeds "
     "(and then at once); needs --client-id and the server options.",
 )
+@click.option(
+    "--publish",
+    "publish_to",
+    default=None,
+    help="Write the public JWKS to this file (a web server's document root) at every run "
+    "and whenever the key set changes; a staged key then needs no registration by hand.",
+)
+@click.option(
+    "--cache-max-age",
+    type=Duration(),
+    default="1h",
+    show_default=True,
+    help="The Cache-Control max-age the web server should send with the published JWKS.",
+)
+@click.option(
+    "--jwks-url",
+    default=None,
+    help="Promote a pending key only once this URL serves it, and has for as long as a "
+    "server may cache it (its max-age, or --cache-wait).",
+)
+@click.option(
+    "--cache-wait",
+    type=Duration(),
+    default=None,
+    help="How long --jwks-url must have served a key before it is promoted "
+    "(default: the URL's Cache-Control max-age, else 1h).",
+)
 @client_id_option(required=False)
 @server_options
 @click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
@@ -85,6 +113,10 @@ def keys_rotate(
     alg: Alg | None,  # click.Choice(ALGORITHMS): one of them exactly
     size: str | None,
     verify: bool,
+    publish_to: str | None,
+    cache_max_age: timedelta,
+    jwks_url: str | None,
+    cache_wait: timedelta | None,
     client_id: str | None,
     server: dict[str, Any],
     dry_run: bool,
@@ -95,12 +127,29 @@ def keys_rotate(
     Promotes a pending key older than --overlap (with --verify: as soon as
     the server accepts it, and never before), removes keys retired longer
     than --overlap ago, and stages a new pending key when the active key is
-    older than --min-age. Exit 0: nothing to do; 10: a key needs registering
-    (register the printed public JWK); 11: keys were promoted or removed.
+    older than --min-age. With a published JWKS (--publish, --jwks-url) a
+    pending key is promoted only once the URL has served it long enough for
+    any cached copy to expire. Exit 0: nothing to do; 10: a key needs
+    registering (register the printed public JWK); 11: keys were staged and
+    published, promoted or removed.
     """
     from ..rotation import rotate_keys
 
     store = open_keystore(keystore, passphrase_file)
+    publisher = gate = None
+    if publish_to is not None or jwks_url is not None:
+        from ..publish import file_publisher, jwks_gate
+
+        if publish_to is not None:
+            publisher = file_publisher(publish_to, max_age=int(cache_max_age.total_seconds()))
+        if jwks_url is not None:
+            seconds = float(server["timeout"])
+            gate = jwks_gate(
+                jwks_url,
+                cache_wait=cache_wait,
+                ca_bundle=server.get("ca_bundle"),
+                timeout=(min(5.0, seconds), seconds),
+            )
     result = rotate_keys(
         store,
         min_age=min_age,
@@ -109,6 +158,8 @@ def keys_rotate(
         size=int(size) if size else None,
         dry_run=dry_run,
         verify=verifier(ctx, verify, store, client_id, server),
+        gate=gate,
+        publish=publisher,
     )
     if as_json:
         echo_json(result.as_dict())
@@ -122,9 +173,17 @@ def keys_rotate(
             click.echo(
                 safe_text(f"waiting: the server does not accept pending key {kid} yet; register it")
             )
-        if not result.actions and not result.waiting:
+        for note in result.notes:
+            click.echo(safe_text(f"waiting: {note}"))
+        if result.published:
+            click.echo(safe_text(f"published the key set to {publish_to}"))
+        if not result.actions and not result.waiting and not result.notes:
             click.echo("nothing to do")
-        if result.staged_key is not None:
+        if result.staged_key is not None and result.publishing:
+            click.echo(
+                safe_text(f"staged key {result.staged_key.kid} is published: no registration")
+            )
+        elif result.staged_key is not None:
             click.echo("register this public JWK with your authorization server:")
             echo_json(dict(result.staged_key.public_jwk))
     ctx.exit(rotation_exit_code(result))
@@ -154,6 +213,18 @@ def keys_rotate(
     help="Also write the figures to this file for node_exporter's textfile collector "
     "(a new file, or one jwktool wrote before).",
 )
+@click.option(
+    "--jwks-url",
+    default=None,
+    help="Also compare the keystore with what this URL publishes (exit 14 on a difference).",
+)
+@click.option(
+    "--ca-bundle",
+    envvar=["JWKTOOL_CA_BUNDLE", "REQUESTS_CA_BUNDLE"],
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="CA bundle to verify the --jwks-url server with (TLS verification is always on).",
+)
 @json_option
 @click.pass_context
 def keys_status(
@@ -162,23 +233,36 @@ def keys_status(
     max_age: timedelta,
     max_pending_age: timedelta,
     prometheus_file: str | None,
+    jwks_url: str | None,
+    ca_bundle: str | None,
     as_json: bool,
 ) -> None:
     """Report key ages for monitoring; exit codes tell what is wrong.
 
     Exit 0: healthy; 12: the active key is older than --max-age (rotation is
     not running); 13: a pending key waits longer than --max-pending-age for
-    registration; 3: no active key; 7: the --prometheus file cannot be written.
+    registration; 14: the --jwks-url publishes another key set than the
+    keystore holds; 5: it cannot be read; 3: no active key; 7: the
+    --prometheus file cannot be written.
     """
     from ..status import key_status
 
-    report = key_status(open_keystore(keystore), max_age=max_age, max_pending_age=max_pending_age)
+    store = open_keystore(keystore)
+    report = key_status(store, max_age=max_age, max_pending_age=max_pending_age)
+    drift = None
+    if jwks_url is not None:
+        from ..publish import compare_published, fetch_jwks
+
+        drift = compare_published(store, fetch_jwks(jwks_url, ca_bundle=ca_bundle))
     if prometheus_file:
         from ..status import write_metrics
 
-        write_metrics(prometheus_file, report)
+        write_metrics(prometheus_file, report, drift.prometheus() if drift is not None else "")
     if as_json:
-        echo_json(report.as_dict())
+        doc: dict[str, Any] = dict(report.as_dict())
+        if drift is not None:
+            doc["jwks"] = {"url": jwks_url, **drift.as_dict()}
+        echo_json(doc)
     else:
         active = report.active
         assert active is not None and report.active_age is not None
@@ -200,5 +284,54 @@ def keys_status(
                         + ("  WAITING TOO LONG: register it" if late else "")
                     )
                 )
-        click.echo("ok" if report.ok else "attention needed")
+        if drift is not None:
+            for kid, status in drift.missing:
+                click.echo(
+                    safe_text(f"jwks     {status.value} key {kid} is not served by {jwks_url}")
+                )
+            for kid in drift.unknown:
+                click.echo(safe_text(f"jwks     {jwks_url} serves {kid}, which the keystore lacks"))
+            if drift.private_members:
+                click.echo(safe_text(f"jwks     {jwks_url} SERVES PRIVATE KEY MEMBERS"))
+            if drift.ok:
+                click.echo(safe_text(f"jwks     {jwks_url} serves the keystore's key set"))
+        healthy = report.ok and (drift is None or drift.ok)
+        click.echo("ok" if healthy else "attention needed")
+    if drift is not None and not drift.ok:
+        ctx.exit(EXIT_STATUS_JWKS_DRIFT)
     ctx.exit(status_exit_code(report))
+
+
+@click.command("publish")
+@keystore_option
+@click.argument("dest")
+@click.option(
+    "--cache-max-age",
+    type=Duration(),
+    default="1h",
+    show_default=True,
+    help="The Cache-Control max-age the web server should send with the JWKS.",
+)
+def keys_publish(keystore: str | None, dest: str, cache_max_age: timedelta) -> None:
+    """Write the public JWKS to DEST (a file a web server serves), or - for stdout.
+
+    Holds the pending, active and retired keys (never a private member). The
+    file is replaced atomically, mode 0644, and only when its content changes.
+    Serve it with the Cache-Control header printed on stderr; register its URL
+    in the portal as the client's public JWKS endpoint.
+    """
+    from ..publish import publish_jwks
+
+    result = publish_jwks(
+        open_keystore(keystore),
+        None if dest == "-" else dest,
+        max_age=int(cache_max_age.total_seconds()),
+    )
+    if result.path is None:
+        click.echo(result.content, nl=False)
+    else:
+        what = "wrote" if result.changed else "unchanged:"
+        click.echo(safe_text(f"{what} {result.path} ({len(result.kids)} keys)"), err=True)
+    click.echo(
+        safe_text(f"serve it with the header: Cache-Control: {result.cache_control}"), err=True
+    )

@@ -1,0 +1,333 @@
+"""A published JWKS: write it for a web server, read it back as a server would, compare.
+
+For the portal's "public JWKS endpoint" registration (and any server that
+takes a client ``jwks_uri``), the public keys are served from a URL instead of
+pasted:
+
+* :func:`publish_jwks` writes the public JWKS (pending, active, and retired
+  keys not yet removed: never a private member) to a file a web server serves,
+  atomically, mode 0644, and only when its content changes.
+* :func:`fetch_jwks` reads a JWKS URL the way an authorization server does:
+  TLS verified, no proxy for this machine, size-capped, within a deadline;
+  it also reads the ``Cache-Control`` max-age the server will cache it for.
+* :func:`compare_published` tells what the keystore and the endpoint disagree on.
+
+Only :func:`fetch_jwks` imports requests (lazily), so publishing from cron
+stays light.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from ._fileio import atomic_write
+from .errors import InputError, ServerUnreachableError, StateFileError
+from .keys import export_keys
+from .keystore import KeyRecord, KeyStatus, Keystore, KeystoreLike, open_keystore
+from .rotation import GateDecision, PromotionGate, Publisher
+from .settings import DEFAULT_TIMEOUT
+
+if TYPE_CHECKING:
+    from ._http import Budget
+
+__all__ = [
+    "DEFAULT_MAX_AGE",
+    "Drift",
+    "PublishResult",
+    "PublishedKeys",
+    "cache_control",
+    "compare_published",
+    "fetch_jwks",
+    "file_publisher",
+    "jwks_gate",
+    "publish_jwks",
+]
+
+#: Seconds an authorization server may cache the published JWKS (Cache-Control max-age).
+DEFAULT_MAX_AGE: Final = 3600
+_MAX_JWKS_BYTES: Final = 256 * 1024
+_PRIVATE: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+
+def cache_control(max_age: int) -> str:
+    """The ``Cache-Control`` header the web server should send with the JWKS."""
+    return f"public, max-age={int(max_age)}"
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What :func:`publish_jwks` wrote (``path`` None: nothing, the content is for stdout)."""
+
+    path: Path | None
+    changed: bool
+    kids: tuple[str, ...]
+    content: str
+    cache_control: str
+
+
+def _is_jwks(raw: bytes) -> bool:
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(doc, dict) and isinstance(doc.get("keys"), list)
+
+
+def publish_jwks(
+    keystore: KeystoreLike,
+    dest: str | os.PathLike[str] | None,
+    *,
+    max_age: int = DEFAULT_MAX_AGE,
+) -> PublishResult:
+    """Write the keystore's public JWKS to ``dest`` for a web server to serve.
+
+    The set holds the pending keys (so a server can learn them before they
+    sign), the active key and the retired keys not yet removed (so tokens
+    signed just before a promotion still verify). The file is written through
+    a temporary file and a rename, mode 0644, and only when its content
+    changes, so the web server's ``Last-Modified``/``ETag`` move only then.
+    An existing file that is not a JWKS is never replaced.
+
+    :param dest: a file path, or None to write nothing (the caller prints ``content``).
+    :param max_age: seconds the web server should let clients cache it (``cache_control``).
+    :raises InputError: ``dest`` exists and holds something else.
+    :raises StateFileError: it cannot be written.
+    """
+    if max_age < 0:
+        raise InputError("max_age must not be negative", params=("max_age",))
+    content = export_keys(keystore)
+    kids = tuple(str(k["kid"]) for k in json.loads(content)["keys"])
+    header = cache_control(max_age)
+    if dest is None:
+        return PublishResult(None, False, kids, content, header)
+    path = Path(dest)
+    try:
+        old: bytes | None = path.read_bytes()
+    except FileNotFoundError:
+        old = None
+    except OSError as exc:
+        raise StateFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if old == content.encode("utf-8"):
+        return PublishResult(path, False, kids, content, header)
+    if old is not None and old.strip() and not _is_jwks(old):
+        raise InputError(f"{path} exists and is not a JWKS; refusing to replace it")
+    atomic_write(path, content.encode("utf-8"), "published JWKS", mode=0o644)
+    return PublishResult(path, True, kids, content, header)
+
+
+@dataclass(frozen=True)
+class PublishedKeys:
+    """What a JWKS URL served: its kids, how long it may be cached, when it was read."""
+
+    url: str
+    kids: frozenset[str]
+    max_age: int | None
+    fetched_at: float
+    private_members: bool = False
+
+
+_MAX_AGE: Final = re.compile(r"(?:^|,)\s*(s-maxage|max-age)\s*=\s*\"?(\d+)\"?", re.IGNORECASE)
+
+
+def _max_age(header: str | None) -> int | None:
+    """Seconds from ``Cache-Control`` (s-maxage wins, as for a shared cache); 0 for no-store."""
+    if not header:
+        return None
+    lowered = header.lower()
+    if "no-store" in lowered or "no-cache" in lowered:
+        return 0
+    found = dict((m.group(1).lower(), int(m.group(2))) for m in _MAX_AGE.finditer(header))
+    return found.get("s-maxage", found.get("max-age"))
+
+
+def fetch_jwks(
+    url: str,
+    *,
+    ca_bundle: str | None = None,
+    timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+    budget: Budget | None = None,
+) -> PublishedKeys:
+    """Read a JWKS URL the way an authorization server would.
+
+    TLS is verified (``ca_bundle`` replaces the trusted CAs), plain http only
+    to this machine, no proxy for it, the body size-capped, the whole request
+    within ``timeout`` (and ``budget``). The ``Cache-Control`` max-age says how
+    long a server may keep serving its cached copy.
+
+    :raises ServerUnreachableError: the URL cannot be read or does not serve a JWKS.
+    """
+    from urllib.parse import urlsplit
+
+    from ._http import check_url, exchange, new_session, tls_verify
+    from ._redact import json_object
+
+    check_url(url, "JWKS URL")
+    with new_session() as http:
+        response, body = exchange(
+            http,
+            "GET",
+            url,
+            timeout=timeout,
+            budget=budget,
+            what="the JWKS",
+            headers={"Accept": "application/json"},
+            verify=tls_verify(ca_bundle),
+        )
+    host = urlsplit(url).netloc
+    if response.status_code != 200:
+        raise ServerUnreachableError(
+            f"the JWKS URL {url} answered HTTP {response.status_code}",
+            status=response.status_code,
+            retryable=response.status_code >= 500,
+        )
+    doc = json_object(body)
+    keys = doc.get("keys") if doc is not None else None
+    if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
+        raise ServerUnreachableError(f"{host} did not serve a JWKS (a JSON object with keys)")
+    kids = frozenset(str(k["kid"]) for k in keys if isinstance(k.get("kid"), str))
+    return PublishedKeys(
+        url=url,
+        kids=kids,
+        max_age=_max_age(response.headers.get("Cache-Control")),
+        fetched_at=time.time(),
+        private_members=any(_PRIVATE & set(k) for k in keys),
+    )
+
+
+@dataclass(frozen=True)
+class Drift:
+    """Where the keystore and a published JWKS disagree."""
+
+    #: Keystore keys a server should find but the endpoint does not serve, by status.
+    missing: tuple[tuple[str, KeyStatus], ...]
+    #: Kids the endpoint serves that the keystore does not hold.
+    unknown: tuple[str, ...]
+    #: The endpoint serves private key members: a key is exposed.
+    private_members: bool
+    max_age: int | None
+
+    @property
+    def active_missing(self) -> bool:
+        """The active key is not served: the server cannot verify today's tokens."""
+        return any(status is KeyStatus.ACTIVE for _, status in self.missing)
+
+    @property
+    def ok(self) -> bool:
+        """Nothing missing, nothing unknown, nothing private."""
+        return not (self.missing or self.unknown or self.private_members)
+
+    def prometheus(self) -> str:
+        """The drift's figures in Prometheus text format (appended to ``keys status``'s)."""
+        gauges = [
+            (
+                "jwktool_jwks_missing_keys",
+                "Keystore keys the JWKS URL does not serve.",
+                len(self.missing),
+            ),
+            (
+                "jwktool_jwks_active_missing",
+                "1 when the active key is not served.",
+                int(self.active_missing),
+            ),
+            (
+                "jwktool_jwks_unknown_keys",
+                "Keys the JWKS URL serves that the keystore lacks.",
+                len(self.unknown),
+            ),
+            (
+                "jwktool_jwks_private_members",
+                "1 when the JWKS URL serves private key members.",
+                int(self.private_members),
+            ),
+            (
+                "jwktool_jwks_max_age_seconds",
+                "The Cache-Control max-age the JWKS URL sends.",
+                -1 if self.max_age is None else self.max_age,
+            ),
+        ]
+        lines = []
+        for name, text, value in gauges:
+            lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge", f"{name} {value}"]
+        return "\n".join(lines) + "\n"
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary."""
+        return {
+            "ok": self.ok,
+            "missing": [{"kid": kid, "status": status.value} for kid, status in self.missing],
+            "unknown": list(self.unknown),
+            "private_members": self.private_members,
+            "max_age": self.max_age,
+        }
+
+
+def compare_published(keystore: KeystoreLike, published: PublishedKeys) -> Drift:
+    """Compare the keystore's keys with what an endpoint served."""
+    data = open_keystore(keystore).read()
+    held = {r.kid: r.status for r in data.keys}
+    missing = tuple((kid, status) for kid, status in held.items() if kid not in published.kids)
+    unknown = tuple(sorted(published.kids - set(held)))
+    return Drift(missing, unknown, published.private_members, published.max_age)
+
+
+def file_publisher(dest: str | os.PathLike[str], *, max_age: int = DEFAULT_MAX_AGE) -> Publisher:
+    """A rotation Publisher that writes the JWKS to ``dest`` (see :func:`publish_jwks`)."""
+
+    def publish(store: Keystore) -> bool:
+        return publish_jwks(store, dest, max_age=max_age).changed
+
+    return publish
+
+
+def jwks_gate(
+    url: str,
+    *,
+    cache_wait: timedelta | None = None,
+    ca_bundle: str | None = None,
+    timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+) -> PromotionGate:
+    """A :class:`~jwktool.rotation.PromotionGate` that asks the JWKS URL, as the server would.
+
+    A pending key is ready once the URL serves it and has served it for the
+    ``max-age`` the URL announces (``cache_wait`` instead, when given; an hour
+    when neither says), counted from the first run that saw it: by then any
+    copy the authorization server cached before the key appeared has expired.
+    The URL is read once per rotation run.
+
+    :raises ServerUnreachableError: the URL cannot be read (the run changes nothing).
+    """
+    fetched: list[PublishedKeys] = []
+
+    def gate(record: KeyRecord, now: datetime) -> GateDecision:
+        if not fetched:
+            fetched.append(fetch_jwks(url, ca_bundle=ca_bundle, timeout=timeout))
+        served = fetched[0]
+        if served.private_members:
+            raise ServerUnreachableError(
+                f"{url} serves private key members: take it down and replace the exposed keys"
+            )
+        if record.kid not in served.kids:
+            return GateDecision(False, None, f"{url} does not serve it yet")
+        wait = cache_wait
+        if wait is None:
+            age = served.max_age if served.max_age is not None else DEFAULT_MAX_AGE
+            wait = timedelta(seconds=age)
+        seen = record.published or now
+        if now - seen < wait:
+            until = (seen + wait).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return GateDecision(
+                False,
+                seen,
+                f"served since {seen.strftime('%Y-%m-%dT%H:%M:%SZ')}; a server may hold an "
+                f"older copy for {int(wait.total_seconds())} s: promotion from {until}",
+            )
+        return GateDecision(True, seen)
+
+    return gate

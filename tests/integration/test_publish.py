@@ -1,0 +1,264 @@
+"""A published JWKS (issue 13): publish, read back as a server would, compare, drive rotation.
+
+Against real HTTP servers on 127.0.0.1 serving the published file with a
+Cache-Control header (tests/integration/servers.py), with the keystore's own
+clock injected so a cache wait of an hour takes no time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from jwktool import keys
+from jwktool.errors import (
+    EXIT_ROTATE_CHANGED,
+    EXIT_STATUS_JWKS_DRIFT,
+    InputError,
+    ServerUnreachableError,
+)
+from jwktool.keystore import KeyStatus, Keystore
+from jwktool.publish import (
+    compare_published,
+    fetch_jwks,
+    file_publisher,
+    jwks_gate,
+    publish_jwks,
+)
+from jwktool.rotation import rotate_keys
+
+from ..conftest import PRIVATE_MEMBERS, CliInvoke
+from .servers import Origin, Request
+
+T0 = datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)
+
+
+class FileOrigin(Origin):
+    """Serves one file (re-read each time) with ``Cache-Control: max-age``; or 503 when down."""
+
+    def __init__(self, path: Path, max_age: int | None = 3600) -> None:
+        self.path = path
+        self.max_age = max_age
+        self.down = False
+        self.frozen: bytes | None = None  # serve this instead of the file (stale content)
+        super().__init__(self._answer)
+
+    def _answer(self, request: Request) -> tuple[int, dict[str, str], bytes]:
+        if self.down:
+            return 503, {}, b"down"
+        body = self.frozen if self.frozen is not None else self.path.read_bytes()
+        headers = {"Content-Type": "application/json"}
+        if self.max_age is not None:
+            headers["Cache-Control"] = f"public, max-age={self.max_age}"
+        return 200, headers, body
+
+    @property
+    def jwks_url(self) -> str:
+        return self.url + "/.well-known/jwks.json"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    path = tmp_path / "keys" / "keystore.json"
+    keys.generate_key(path, alg="ES256", now=T0)
+    return path
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    root = tmp_path / "www"
+    root.mkdir()
+    return root / "jwks.json"
+
+
+@pytest.fixture
+def origin(site: Path) -> Iterator[FileOrigin]:
+    with FileOrigin(site) as server:
+        assert isinstance(server, FileOrigin)
+        yield server
+
+
+def kids_in(path: Path) -> set[str]:
+    return {k["kid"] for k in json.loads(path.read_text())["keys"]}
+
+
+# -- publishing -----------------------------------------------------------------------------
+
+
+def test_publish_writes_public_keys_only_0644_and_only_on_change(store: Path, site: Path) -> None:
+    keys.generate_key(store, alg="ES256", now=T0)  # a pending key too
+    first = publish_jwks(store, site)
+    assert first.changed and first.path == site
+    assert stat.S_IMODE(site.stat().st_mode) == 0o644
+    doc = json.loads(site.read_text())
+    assert len(doc["keys"]) == 2
+    assert all(not (PRIVATE_MEMBERS & set(k)) for k in doc["keys"])
+    before = site.stat().st_mtime_ns
+    again = publish_jwks(store, site)
+    assert not again.changed
+    assert site.stat().st_mtime_ns == before
+    assert first.cache_control == "public, max-age=3600"
+
+
+def test_publish_never_replaces_a_file_that_is_not_a_jwks(store: Path, tmp_path: Path) -> None:
+    other = tmp_path / "index.html"
+    other.write_text("<html>mine</html>")
+    with pytest.raises(InputError, match="not a JWKS"):
+        publish_jwks(store, other)
+    assert other.read_text() == "<html>mine</html>"
+
+
+def test_keys_publish_command(cli: CliInvoke, store: Path, site: Path) -> None:
+    result = cli("keys", "publish", "--keystore", str(store), str(site), "--cache-max-age", "10m")
+    assert result.exit_code == 0, result.stderr
+    assert "Cache-Control: public, max-age=600" in result.stderr
+    assert kids_in(site) == {k.kid for k in keys.list_keys(store)}
+    printed = cli("keys", "publish", "--keystore", str(store), "-")
+    assert json.loads(printed.stdout) == json.loads(site.read_text())
+
+
+# -- reading it back ------------------------------------------------------------------------
+
+
+def test_fetch_reads_kids_and_max_age(store: Path, site: Path, origin: FileOrigin) -> None:
+    publish_jwks(store, site)
+    served = fetch_jwks(origin.jwks_url)
+    assert served.kids == frozenset(kids_in(site))
+    assert served.max_age == 3600
+    assert not served.private_members
+
+
+def test_fetch_of_a_down_endpoint_is_a_clear_error(origin: FileOrigin) -> None:
+    origin.down = True
+    with pytest.raises(ServerUnreachableError, match="answered HTTP 503"):
+        fetch_jwks(origin.jwks_url)
+
+
+def test_a_published_private_key_is_flagged(store: Path, site: Path, origin: FileOrigin) -> None:
+    site.write_text(keys.export_keys(store, private=True))
+    drift = compare_published(store, fetch_jwks(origin.jwks_url))
+    assert drift.private_members and not drift.ok
+
+
+def test_status_reports_drift_with_exit_14_and_metrics(
+    cli: CliInvoke, store: Path, site: Path, origin: FileOrigin, tmp_path: Path
+) -> None:
+    publish_jwks(store, site)
+    metrics = tmp_path / "jwktool.prom"
+    args = ["keys", "status", "--keystore", str(store), "--jwks-url", origin.jwks_url]
+    healthy = cli(*args, "--prometheus", str(metrics))
+    assert healthy.exit_code == 0, healthy.stdout + healthy.stderr
+    assert "jwktool_jwks_missing_keys 0" in metrics.read_text()
+    keys.generate_key(store, alg="ES256")  # pending, not published yet
+    drifted = cli(*args, "--json")
+    assert drifted.exit_code == EXIT_STATUS_JWKS_DRIFT
+    report = json.loads(drifted.stdout)
+    assert [m["status"] for m in report["jwks"]["missing"]] == ["pending"]
+
+
+# -- rotation driven by the published JWKS ---------------------------------------------------
+
+
+def test_a_full_cycle_publishes_waits_for_caches_then_promotes(
+    store: Path, site: Path, origin: FileOrigin
+) -> None:
+    publish = file_publisher(site)
+    gate = jwks_gate(origin.jwks_url)  # the URL's max-age (3600 s) is the wait
+    old = keys.list_keys(store)[0].kid
+
+    staged = rotate_keys(store, min_age=timedelta(0), publish=publish, gate=gate, now=T0)
+    assert [a.action for a in staged.actions] == ["staged"]
+    assert staged.publishing and not staged.needs_registration  # published, not pasted
+    new = staged.actions[0].kid
+    assert new is not None and kids_in(site) == {old, new}
+
+    # The URL serves it, but a server may still hold the old set for an hour.
+    soon = rotate_keys(store, publish=publish, gate=jwks_gate(origin.jwks_url), now=T0)
+    assert soon.actions == () and "promotion from" in soon.notes[0]
+    record = Keystore(store).read().find(new)
+    assert record.published is not None
+
+    later = T0 + timedelta(hours=1, minutes=1)
+    done = rotate_keys(store, publish=publish, gate=jwks_gate(origin.jwks_url), now=later)
+    assert [a.action for a in done.actions] == ["retired", "promoted"]
+    assert kids_in(site) == {old, new}  # the retired key stays published for the overlap
+
+    gone = later + timedelta(days=8)
+    removed = rotate_keys(store, publish=publish, gate=jwks_gate(origin.jwks_url), now=gone)
+    assert [a.action for a in removed.actions] == ["removed"]
+    assert kids_in(site) == {new}  # withdrawn only after the overlap
+
+
+def test_no_promotion_while_the_url_serves_an_old_set(
+    store: Path, site: Path, origin: FileOrigin
+) -> None:
+    publish = file_publisher(site)
+    publish_jwks(store, site)
+    origin.frozen = site.read_bytes()  # a stale copy: the new key never shows
+    rotate_keys(store, min_age=timedelta(0), publish=publish, now=T0)
+    for hours in (1, 5, 48, 24 * 30):
+        result = rotate_keys(
+            store, publish=publish, gate=jwks_gate(origin.jwks_url), now=T0 + timedelta(hours=hours)
+        )
+        assert result.actions == ()
+        assert "does not serve it yet" in result.notes[0]
+    statuses = {k.status for k in keys.list_keys(store)}
+    assert statuses == {KeyStatus.ACTIVE, KeyStatus.PENDING}
+
+
+def test_cache_wait_overrides_the_urls_max_age(store: Path, site: Path, origin: FileOrigin) -> None:
+    origin.max_age = 86400
+    publish = file_publisher(site)
+    rotate_keys(store, min_age=timedelta(0), publish=publish, now=T0)
+    gate = jwks_gate(origin.jwks_url, cache_wait=timedelta(minutes=5))
+    rotate_keys(store, publish=publish, gate=gate, now=T0)  # first seen
+    later = T0 + timedelta(minutes=6)
+    result = rotate_keys(
+        store,
+        publish=publish,
+        gate=jwks_gate(origin.jwks_url, cache_wait=timedelta(minutes=5)),
+        now=later,
+    )
+    assert [a.action for a in result.actions] == ["retired", "promoted"]
+
+
+def test_a_run_that_could_not_publish_heals_on_the_next(
+    store: Path, site: Path, origin: FileOrigin
+) -> None:
+    publish_jwks(store, site)
+    calls: list[int] = []
+
+    def flaky(target: Keystore) -> bool:
+        calls.append(1)
+        if len(calls) == 2:  # the publication after the staging fails (a crash, a full disk)
+            raise OSError("disk full")
+        return publish_jwks(target, site).changed
+
+    with pytest.raises(OSError):
+        rotate_keys(store, min_age=timedelta(0), publish=flaky, now=T0)
+    pending = [k.kid for k in keys.list_keys(store) if k.status is KeyStatus.PENDING]
+    assert len(pending) == 1 and pending[0] not in kids_in(site)
+    # The published set still holds the active key: nothing the server uses is gone.
+    active = next(k.kid for k in keys.list_keys(store) if k.status is KeyStatus.ACTIVE)
+    assert active in kids_in(site)
+    result = rotate_keys(store, publish=file_publisher(site), now=T0)
+    assert result.published and pending[0] in kids_in(site)
+
+
+def test_rotate_command_with_publish_needs_no_registration(
+    cli: CliInvoke, store: Path, site: Path, origin: FileOrigin
+) -> None:
+    result = cli(
+        "keys", "rotate", "--keystore", str(store), "--min-age", "0s",
+        "--publish", str(site), "--jwks-url", origin.jwks_url,
+    )  # fmt: skip
+    assert result.exit_code == EXIT_ROTATE_CHANGED, result.stdout + result.stderr
+    assert "is published: no registration" in result.stdout
+    assert len(kids_in(site)) == 2
+    assert os.stat(site).st_mode & 0o777 == 0o644
