@@ -61,7 +61,7 @@ class GateDecision:
 class PromotionGate(Protocol):
     """Decides, before promotion, whether the server can have seen a pending key."""
 
-    def __call__(self, record: KeyRecord, now: datetime) -> GateDecision:
+    def __call__(self, record: KeyRecord, now: datetime, /) -> GateDecision:
         """Look (e.g. fetch the JWKS URL) and say whether ``record`` may be promoted."""
         ...
 
@@ -69,7 +69,7 @@ class PromotionGate(Protocol):
 class Publisher(Protocol):
     """Writes the keystore's public JWKS where the server reads it; says whether it changed."""
 
-    def __call__(self, store: Keystore) -> bool:
+    def __call__(self, store: Keystore, /) -> bool:
         """Publish the current key set (idempotent)."""
         ...
 
