@@ -21,7 +21,7 @@ if str(ROOT) not in sys.path:  # the test authorization server lives in tests/
 #: Exit codes of documented failures (docs/exit-codes.md); 1 is "internal error".
 DOCUMENTED_FAILURES = frozenset({2, 3, 4, 5, 6, 7, 130})
 #: Exit codes that carry a result, not an error (keys rotate: 10, 11; keys status: 12, 13).
-SUCCESS_CODES = frozenset({0, 10, 11, 12, 13})
+SUCCESS_CODES = frozenset({0, 10, 11, 12, 13, 14})
 ERROR_PREFIX = "jwktool: error: "
 WARNING_PREFIX = "jwktool: warning: "
 PASSPHRASE = "correct horse battery staple 7"  # noqa: S105 (a test passphrase)
