@@ -32,11 +32,12 @@ import requests.auth
 
 from ._http import Budget, log, new_session, origin
 from ._redact import b64_json
+from ._thumbprint import thumbprint
 from .discovery import Endpoint, check_signing_alg, resolve_endpoint
 from .errors import InputError, ServerUnreachableError
 from .keystore import KeystoreLike
 from .settings import DEFAULT_TIMEOUT, RetryPolicy, ServerSettings
-from .signer import DEFAULT_LIFETIME, Signer, probe_assertion, signing_thumbprint
+from .signer import DEFAULT_LIFETIME, Signer, probe_assertion
 from .tokencache import TokenCacheBackend, cache_key
 from .tokenrequest import request_token
 from .tokens import AccessToken, from_cache_entry
@@ -108,7 +109,6 @@ class TokenClient:
     ) -> None:
         self._signer = source if isinstance(source, Signer) else None
         self._keystore: KeystoreLike = None if isinstance(source, Signer) else source
-        self._from_keystore = not isinstance(source, Signer)
         if self._signer is None and not client_id:
             raise InputError("a client id is needed (or give a Signer)")
         self.client_id = str(client_id) if client_id else self._signer.client_id  # type: ignore[union-attr]
@@ -196,9 +196,10 @@ class TokenClient:
 
     def _cache_key(self) -> str:
         assert self._signer is not None
-        kid = self._signer.kid
-        # The key's RFC 7638 thumbprint: a rotation (or another key) misses the cache.
-        thumb = signing_thumbprint(self._keystore, kid) if self._from_keystore else kid
+        # The current key (a rotation is followed first) and its RFC 7638
+        # thumbprint: a rotation, or another key source, misses the cache.
+        key = self._signer.current_key()
+        thumb = thumbprint(key.public_jwk)
         return cache_key(self.server.server_id, self.client_id, self.scope, thumb, self.resource)
 
     def _shared_or_fetched(self, budget: Budget, force_refresh: bool) -> tuple[AccessToken, float]:

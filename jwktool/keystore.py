@@ -396,5 +396,17 @@ KeystoreLike: TypeAlias = "Keystore | str | os.PathLike[str] | None"
 
 
 def open_keystore(keystore: KeystoreLike) -> Keystore:
-    """Return a Keystore for a Keystore, a path, or None (``$JWKTOOL_KEYSTORE`` / default)."""
-    return keystore if isinstance(keystore, Keystore) else Keystore(keystore)
+    """Return a Keystore for a Keystore, a path, or None (``$JWKTOOL_KEYSTORE`` / default).
+
+    :raises InputError: anything else (a key object, a Signer: a key source
+        signs, but only a keystore has keys to list, verify or rotate).
+    """
+    if isinstance(keystore, Keystore):
+        return keystore
+    if keystore is not None and not isinstance(keystore, str | os.PathLike):
+        raise InputError(
+            f"a keystore is a path or a Keystore, not a {type(keystore).__name__}; "
+            "a key of your own signs through Signer(source, ...)",
+            params=("keystore",),
+        )
+    return Keystore(keystore)

@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,21 @@ def test_a_rotation_misses_the_shared_cache(tmp_path: Path, auth_server: AuthSer
     assert new.kid
     assert after.access_token != before.access_token
     assert auth_server.token_requests == 2
+
+
+def test_a_long_lived_client_with_a_cache_follows_a_rotation(
+    tmp_path: Path, auth_server: AuthServer
+) -> None:
+    """After keys activate, the next renewal signs with the new key and misses the old entry."""
+    store = _store(tmp_path, auth_server)
+    cache = MemoryCache()
+    client = TokenClient(store, CLIENT_ID, server=_settings(auth_server), cache=cache)
+    first = client.get_token()
+    new = keys.generate_key(store, alg="ES256")
+    auth_server.register_client(CLIENT_ID, json.loads(keys.export_keys(store)), ["gipod_pdo_read"])
+    keys.activate_key(store, new.kid)  # the old key is now retired
+    time.sleep(0.25)  # past the signer's 0.1 s check interval
+    second = client.get_token(force_refresh=True)
+    assert second.access_token != first.access_token
+    assert auth_server.token_requests == 2
+    assert len(cache.entries) == 2  # one entry per signing key
