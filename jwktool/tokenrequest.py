@@ -77,6 +77,7 @@ def _clock_offset(response: requests.Response) -> float | None:
 #: What an invalid_client error_description says is wrong: the first pattern found names
 #: the one cause (words seen from Authlib, Keycloak, Okta, Entra ID and oidc-provider).
 _CAUSE_PATTERNS: Final = (
+    ("jwks_uri", re.compile(r"(could not|cannot|failed to|unable to) (fetch|retrieve|load)")),
     (
         "client",
         re.compile(
@@ -102,6 +103,8 @@ def _hint(
 ) -> str:
     if error == "invalid_client":
         causes = {
+            "jwks_uri": "the server could not read the client's JWKS URL: check that it "
+            "answers (jwktool keys status --jwks-url URL)",
             "key": f"the key {kid} is not registered for this client (export it with "
             "'jwktool keys export' and compare with the portal)"
             if kid

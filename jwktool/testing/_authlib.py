@@ -10,7 +10,12 @@ classes, not on canned responses:
   joserfc against the client's registered public JWKS (the key is chosen by
   ``kid``);
 * a :class:`authlib.oauth2.rfc6750.BearerTokenValidator`
-  (:class:`BearerValidator`) guards the protected resource.
+  (:class:`BearerValidator`) guards the protected resource;
+* werkzeug serves it all (:func:`make_httpd`, :class:`QuietRequestHandler`).
+
+A :class:`Client` holds its pasted public JWKS, or a :data:`KeyResolver` that
+finds the keys when it authenticates (a client registered by ``jwks_uri``:
+:mod:`jwktool.testing._jwksuri`).
 
 On top of Authlib this module adds what ACM does and Authlib does not do by
 default: an explicit algorithm allow-list (joserfc otherwise only accepts its
@@ -25,6 +30,8 @@ not part of jwktool's API.
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -40,7 +47,7 @@ try:
     from joserfc.jwa import JWSAlgModel
     from joserfc.jwk import KeySet
     from joserfc.jws import JWSRegistry
-    from werkzeug.serving import WSGIRequestHandler
+    from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 except ImportError as _exc:  # pragma: no cover - depends on what is installed
     raise ImportError(
         f"the jwktool test server needs the [test] extra ({_exc.name or _exc} is missing): "
@@ -57,10 +64,12 @@ __all__ = [
     "BearerValidator",
     "Client",
     "ClientCredentialsGrant",
+    "KeyResolver",
     "PrivateKeyJWT",
     "QuietRequestHandler",
     "Token",
     "log",
+    "make_httpd",
     "safe_description",
 ]
 
@@ -80,10 +89,18 @@ ASSERTION_LEEWAY = 60
 # --------------------------------------------------------------------------
 
 
-class Client(ClientMixin):  # type: ignore[misc]
-    """An in-memory OAuth client: a public JWKS and the scopes it may ask for."""
+#: Keys of a client registered by URL: called with the assertion's ``kid`` (or None).
+KeyResolver = Callable[[str | None], KeySet]
 
-    def __init__(self, client_id: str, jwks: KeySet, scopes: list[str]) -> None:
+
+class Client(ClientMixin):  # type: ignore[misc]
+    """An in-memory OAuth client: a public JWKS and the scopes it may ask for.
+
+    ``jwks`` is the pasted key set, or a :data:`KeyResolver` that finds the
+    keys when the client authenticates (a client registered by ``jwks_uri``).
+    """
+
+    def __init__(self, client_id: str, jwks: KeySet | KeyResolver, scopes: list[str]) -> None:
         self.client_id = client_id
         self.jwks = jwks
         self.scopes = list(scopes)
@@ -255,9 +272,17 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
         """Accepted ``aud`` values: the issuer string (ACM), not the token URL."""
         return list(self.server.audiences)
 
-    def resolve_client_public_key(self, client: Client) -> KeySet:
-        """The client's registered public JWKS; joserfc picks the key by ``kid``."""
-        return client.jwks
+    def resolve_client_public_key(self, client: Client) -> KeySet | Callable[[Any], KeySet]:
+        """The client's registered public JWKS; joserfc picks the key by ``kid``.
+
+        For a client registered by ``jwks_uri``, a function joserfc calls with
+        the assertion: it asks the client's resolver for the keys, naming the
+        ``kid`` of the header (the resolver may fetch, or refuse the client).
+        """
+        jwks = client.jwks
+        if isinstance(jwks, KeySet):
+            return jwks
+        return lambda obj: jwks(obj.headers().get("kid"))
 
     def process_assertion_claims(self, assertion: str, resolve_key: Any) -> dict[str, Any]:
         """Verify the signature with the allowed algorithms, then the claims."""
@@ -335,3 +360,28 @@ class QuietRequestHandler(WSGIRequestHandler):
     def log(self, type: str, message: str, *args: Any) -> None:
         """Send werkzeug's access/error log lines to ``logging.debug``."""
         log.debug("%s: " + message, type, *args)
+
+
+def make_httpd(app: Any, port: int, ssl_context: ssl.SSLContext | None) -> BaseWSGIServer:
+    """A threaded werkzeug server for ``app`` on 127.0.0.1:``port`` (0: any free port).
+
+    The socket is bound here, so that a port in use raises :class:`OSError`
+    (werkzeug itself would print a message and exit the process).
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(128)
+        # werkzeug serves a duplicate of this descriptor.
+        return make_server(
+            "127.0.0.1",
+            port,
+            app,
+            threaded=True,
+            request_handler=QuietRequestHandler,
+            ssl_context=ssl_context,
+            fd=sock.fileno(),
+        )
+    finally:
+        sock.close()

@@ -21,6 +21,12 @@ For client tests the server counts requests, remembers the last token request's
 form, can inject faults (error statuses, hangs, raw bodies, delays) and can log
 one line per request (:attr:`AuthServer.request_log`).
 
+A client may also be registered by the URL of its public JWKS
+(:meth:`AuthServer.register_client_jwks_uri`): the server fetches the keys
+when the client authenticates and caches them per the endpoint's
+``Cache-Control: max-age``, refetching early for an unknown ``kid`` at most
+once per interval (the rules: :mod:`jwktool.testing._jwksuri`).
+
 Usage in tests::
 
     from jwktool.testing.authserver import start_auth_server
@@ -33,13 +39,11 @@ Usage in tests::
 from __future__ import annotations
 
 import secrets
-import socket
 import ssl
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -52,10 +56,20 @@ from ._authlib import (
     Client,
     ClientCredentialsGrant,
     PrivateKeyJWT,
-    QuietRequestHandler,
     Token,
+    make_httpd,
 )
 from ._authlib import log as log  # the server's logger, jwktool.testing.authserver
+from ._faults import DEFAULT_FAULT_BODY, Fault, FaultInjection, answer_fault
+from ._jwksuri import (
+    DEFAULT_JWKS_FETCH_TIMEOUT,
+    DEFAULT_JWKS_MAX_AGE,
+    DEFAULT_JWKS_MAX_AGE_CAP,
+    DEFAULT_JWKS_REFETCH_INTERVAL,
+    PRIVATE_JWK_MEMBERS,
+    RemoteJwks,
+    public_keyset,
+)
 from ._requestlog import request_line
 from .pki import make_test_ca as make_test_ca
 
@@ -63,9 +77,7 @@ try:
     from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
     from authlib.oauth2.rfc6750 import BearerTokenGenerator
     from flask import Flask, Response, g, jsonify, request
-    from joserfc.errors import JoseError
-    from joserfc.jwk import KeySet
-    from werkzeug.serving import BaseWSGIServer, make_server
+    from werkzeug.serving import BaseWSGIServer
 except ImportError as _exc:  # pragma: no cover - depends on what is installed
     raise ImportError(
         f"the jwktool test server needs the [test] extra ({_exc.name or _exc} is missing): "
@@ -80,6 +92,10 @@ __all__ = [
     "DEFAULT_ALGORITHMS",
     "DEFAULT_EXPIRES_IN",
     "DEFAULT_FAULT_BODY",
+    "DEFAULT_JWKS_FETCH_TIMEOUT",
+    "DEFAULT_JWKS_MAX_AGE",
+    "DEFAULT_JWKS_MAX_AGE_CAP",
+    "DEFAULT_JWKS_REFETCH_INTERVAL",
     "ISSUER_PATH",
     "MAX_ASSERTION_LIFETIME",
     "AuthServer",
@@ -99,27 +115,8 @@ DEFAULT_ALGORITHMS: tuple[str, ...] = ("RS256", "PS256", "ES256", "ES384", "EdDS
 DEFAULT_EXPIRES_IN = 3600
 #: ACM's ceiling for ``exp - iat`` of a client assertion, in seconds.
 MAX_ASSERTION_LIFETIME = 600
-#: Default body of an injected failure (see :meth:`AuthServer.fail_next`).
-DEFAULT_FAULT_BODY = b'{"error": "temporarily_unavailable", "error_description": "injected fault"}'
-
-_PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
-
-
-# --------------------------------------------------------------------------
-# Fault injection
-# --------------------------------------------------------------------------
-
-
-@dataclass
-class _Fault:
-    """One queued fault, consumed by one token request."""
-
-    kind: str  # "fail", "hang" or "raw"
-    status: int = 503
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    content_type: str = "application/json"
-    seconds: float = 0.0
+_PRIVATE_JWK_MEMBERS = PRIVATE_JWK_MEMBERS
+_Fault = Fault  # its old name
 
 
 # --------------------------------------------------------------------------
@@ -127,32 +124,7 @@ class _Fault:
 # --------------------------------------------------------------------------
 
 
-def _make_httpd(app: Flask, port: int, ssl_context: ssl.SSLContext | None) -> BaseWSGIServer:
-    """A threaded werkzeug server for ``app`` on 127.0.0.1:``port`` (0: any free port).
-
-    The socket is bound here, so that a port in use raises :class:`OSError`
-    (werkzeug itself would print a message and exit the process).
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", port))
-        sock.listen(128)
-        # werkzeug serves a duplicate of this descriptor.
-        return make_server(
-            "127.0.0.1",
-            port,
-            app,
-            threaded=True,
-            request_handler=QuietRequestHandler,
-            ssl_context=ssl_context,
-            fd=sock.fileno(),
-        )
-    finally:
-        sock.close()
-
-
-class AuthServer:
+class AuthServer(FaultInjection):
     """A running local authorization server (see the module docstring).
 
     Attributes that tests may change at any time:
@@ -164,11 +136,19 @@ class AuthServer:
     * ``audiences`` -- accepted ``aud`` values (default ``[issuer]``);
     * ``require_kid`` -- reject assertions without a ``kid`` header (default True);
     * ``request_log`` -- called with one line per request received (method,
-      path, client id, ``kid``, outcome; never the assertion or the token),
-      or None (the default) for silence. The program sets it to ``print``.
+      path, client id, ``kid``, outcome; never the assertion or the token)
+      and per ``jwks_uri`` fetch, or None (the default) for silence. The
+      program sets it to ``print``;
+    * for clients registered by URL: ``jwks_default_max_age`` (300 s: kept
+      when the endpoint sends no ``max-age``), ``jwks_cache_max_age_cap``
+      (3600 s), ``jwks_refetch_interval`` (60 s between the last fetch and a
+      refetch for an unknown ``kid``), ``jwks_fetch_timeout`` (5 s),
+      ``jwks_keep_stale_on_error`` (False: a failed fetch of expired keys is
+      ``invalid_client``; True: the expired keys are used) and ``jwks_clock``
+      (``time.monotonic``; the cache's clock, for tests to move).
 
     Read-only observations: ``token_requests``, ``resource_requests``,
-    ``last_form``, ``tokens_issued``.
+    ``last_form``, ``tokens_issued``, ``jwks_fetches``.
     """
 
     def __init__(self, tls: tuple[str | Path, str | Path] | None = None, port: int = 0) -> None:
@@ -181,11 +161,12 @@ class AuthServer:
         self._clients: dict[str, Client] = {}
         self._tokens: dict[str, Token] = {}
         self._jtis: dict[tuple[str, str], float] = {}
-        self._faults: deque[_Fault] = deque()
+        self._faults: deque[Fault] = deque()
         self._token_requests = 0
         self._resource_requests = 0
         self._tokens_issued = 0
         self._last_form: dict[str, str] | None = None
+        self._jwks_fetches = 0
 
         self.expires_in: int = DEFAULT_EXPIRES_IN
         self.delay: float = 0.0
@@ -193,13 +174,19 @@ class AuthServer:
         self.algorithms: list[str] = list(DEFAULT_ALGORITHMS)
         self.require_kid: bool = True
         self.request_log: Callable[[str], None] | None = None
+        self.jwks_default_max_age: float = DEFAULT_JWKS_MAX_AGE
+        self.jwks_cache_max_age_cap: float = DEFAULT_JWKS_MAX_AGE_CAP
+        self.jwks_refetch_interval: float = DEFAULT_JWKS_REFETCH_INTERVAL
+        self.jwks_fetch_timeout: float = DEFAULT_JWKS_FETCH_TIMEOUT
+        self.jwks_keep_stale_on_error: bool = False
+        self.jwks_clock: Callable[[], float] = time.monotonic
 
         self.app = self._create_app()
         ssl_context: ssl.SSLContext | None = None
         if tls is not None:
             ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ssl_context.load_cert_chain(str(tls[0]), str(tls[1]))
-        self._httpd: BaseWSGIServer = _make_httpd(self.app, port, ssl_context)
+        self._httpd: BaseWSGIServer = make_httpd(self.app, port, ssl_context)
         self.port: int = self._httpd.port
         scheme = "https" if tls is not None else "http"
         #: ``http(s)://127.0.0.1:PORT``
@@ -263,20 +250,41 @@ class AuthServer:
 
         :raises ValueError: if the JWKS is malformed, empty, or holds private members.
         """
-        keys = jwks.get("keys")
-        if not isinstance(keys, list) or not keys:
-            raise ValueError("jwks must be a dict with a non-empty 'keys' list")
-        for key in keys:
-            private = _PRIVATE_JWK_MEMBERS & set(key)
-            if private:
-                raise ValueError(f"jwks holds private key members {sorted(private)}")
-        try:
-            keyset = KeySet.import_key_set({"keys": list(keys)})
-        except JoseError as e:
-            raise ValueError(f"invalid jwks: {e}") from e
-        client = Client(client_id, keyset, list(scopes))
+        client = Client(client_id, public_keyset(jwks), list(scopes))
         with self._lock:
             self._clients[client_id] = client
+
+    def register_client_jwks_uri(
+        self,
+        client_id: str,
+        jwks_uri: str,
+        scopes: list[str],
+        ca_bundle: str | Path | None = None,
+    ) -> None:
+        """Register (or replace) a client whose public keys are served at ``jwks_uri``.
+
+        Nothing is fetched now: the keys are fetched (HTTPS verified against
+        ``ca_bundle``, else the default CAs) and cached when the client
+        authenticates; re-registering starts with an empty cache.
+
+        :raises ValueError: if ``jwks_uri`` is not an http(s) URL or
+            ``ca_bundle`` is not a file.
+        """
+        if not jwks_uri.lower().startswith(("https://", "http://")):
+            raise ValueError("jwks_uri must be an http:// or https:// URL")
+        if ca_bundle is not None and not Path(ca_bundle).is_file():
+            raise ValueError(f"ca_bundle {ca_bundle} is not a file")
+        keys = RemoteJwks(client_id, jwks_uri, self, self._jwks_fetched, ca_bundle)
+        with self._lock:
+            self._clients[client_id] = Client(client_id, keys, list(scopes))
+
+    def forget_jwks(self) -> None:
+        """Drop every cached ``jwks_uri`` key set: each client's next request fetches."""
+        with self._lock:
+            clients = list(self._clients.values())
+        for client in clients:
+            if isinstance(client.jwks, RemoteJwks):
+                client.jwks.forget()
 
     def revoke_all_tokens(self) -> None:
         """Make every access token issued so far invalid (resource answers 401)."""
@@ -304,6 +312,12 @@ class AuthServer:
             return self._resource_requests
 
     @property
+    def jwks_fetches(self) -> int:
+        """Number of ``jwks_uri`` fetches attempted, for all clients (failed ones too)."""
+        with self._lock:
+            return self._jwks_fetches
+
+    @property
     def tokens_issued(self) -> int:
         """Number of access tokens issued."""
         with self._lock:
@@ -314,52 +328,6 @@ class AuthServer:
         """Form parameters of the last token request (first value of each), or None."""
         with self._lock:
             return None if self._last_form is None else dict(self._last_form)
-
-    @property
-    def pending_faults(self) -> int:
-        """Number of queued faults not yet consumed."""
-        with self._lock:
-            return len(self._faults)
-
-    # ---- fault injection ---------------------------------------------------
-
-    def fail_next(
-        self,
-        n: int = 1,
-        status: int = 503,
-        headers: Mapping[str, str] | None = None,
-        body: bytes = DEFAULT_FAULT_BODY,
-    ) -> None:
-        """Answer the next ``n`` token requests with ``status``/``headers``/``body``.
-
-        The ``Content-Type`` is ``application/json`` unless ``headers`` sets one.
-        Faulted requests never reach Authlib (their ``jti`` is not consumed).
-        """
-        hdrs = dict(headers or {})
-        content_type = "application/json"
-        for name in list(hdrs):
-            if name.lower() == "content-type":
-                content_type = hdrs.pop(name)
-        with self._lock:
-            for _ in range(n):
-                self._faults.append(
-                    _Fault("fail", status, dict(hdrs), body, content_type=content_type)
-                )
-
-    def hang_next(self, seconds: float) -> None:
-        """Sleep ``seconds`` before handling the next token request normally.
-
-        :meth:`stop` wakes a hanging request early.
-        """
-        with self._lock:
-            self._faults.append(_Fault("hang", seconds=seconds))
-
-    def raw_next(
-        self, status: int, body: bytes, content_type: str = "text/html; charset=utf-8"
-    ) -> None:
-        """Answer the next token request with exactly ``body`` and ``content_type``."""
-        with self._lock:
-            self._faults.append(_Fault("raw", status, {}, body, content_type=content_type))
 
     # ---- internals ---------------------------------------------------------
 
@@ -377,6 +345,13 @@ class AuthServer:
             "response_types_supported": ["none"],
             "scopes_supported": scopes,
         }
+
+    def _jwks_fetched(self, line: str) -> None:
+        with self._lock:
+            self._jwks_fetches += 1
+        sink = self.request_log
+        if sink is not None:
+            sink(line)
 
     def _query_client(self, client_id: str) -> Client | None:
         with self._lock:
@@ -437,17 +412,9 @@ class AuthServer:
                 self._token_requests += 1
                 self._last_form = request.form.to_dict(flat=True)
                 fault = self._faults.popleft() if self._faults else None
-            if fault is not None:
-                if fault.kind == "hang":
-                    if self._stopping.wait(fault.seconds):
-                        return Response(b"", status=503)  # woken by stop()
-                else:
-                    resp = Response(
-                        fault.body, status=fault.status, content_type=fault.content_type
-                    )
-                    for name, value in fault.headers.items():
-                        resp.headers[name] = value
-                    return resp
+            answer = None if fault is None else answer_fault(fault, self._stopping)
+            if answer is not None:
+                return answer  # an injected fault (or a hang woken by stop())
             if self.delay > 0:
                 self._stopping.wait(self.delay)
             resp = authz.create_token_response()
@@ -501,7 +468,7 @@ def _rebind(server: AuthServer, port: int) -> None:
     Kept for older callers; ``AuthServer(port=...)`` binds the port directly.
     """
     server._httpd.server_close()
-    server._httpd = _make_httpd(server.app, port, None)
+    server._httpd = make_httpd(server.app, port, None)
     server.port = server._httpd.port
     server.base_url = f"http://127.0.0.1:{server.port}"
     server.issuer = server.base_url + ISSUER_PATH

@@ -6,11 +6,16 @@ jwktool out and rehearse the onboarding and a key rotation
 
     jwktool-test-server --jwks public.jwks --client-id demo-client --port 8765
     python -m jwktool.testing --jwks public.jwks --client-id demo-client
+    jwktool-test-server --jwks-uri https://example.org/jwks.json --client-id demo-client
 
 It registers one client with the public keys of ``--jwks``, serves plain HTTP
 on 127.0.0.1, and prints one line for every request it receives: method,
 path, client id, ``kid`` and outcome, never the assertion or the token. When
 the JWKS file changes, the client is registered again with its new content.
+With ``--jwks-uri`` instead, the client is registered by the URL of its
+public JWKS: the server fetches the keys when the client authenticates and
+caches them for the ``Cache-Control: max-age`` the URL sends (one more line
+per fetch).
 """
 
 from __future__ import annotations
@@ -58,8 +63,35 @@ def _parser() -> argparse.ArgumentParser:
             "(method, path, client, kid, outcome; never the assertion or the token)."
         ),
     )
+    keys = parser.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--jwks", type=Path, help="public JWKS (or one public JWK) of the client")
+    keys.add_argument(
+        "--jwks-uri",
+        metavar="URL",
+        help="URL of the client's public JWKS, fetched when it authenticates and cached "
+        "for the max-age the URL sends (300 s if none)",
+    )
     parser.add_argument(
-        "--jwks", required=True, type=Path, help="public JWKS (or one public JWK) of the client"
+        "--ca-bundle",
+        type=Path,
+        metavar="FILE",
+        help="CA bundle that verifies an https --jwks-uri (default: the usual CAs)",
+    )
+    parser.add_argument(
+        "--jwks-refetch-interval",
+        type=float,
+        metavar="SECONDS",
+        default=60.0,
+        help="least seconds between --jwks-uri fetches made for an unknown kid "
+        "(default: %(default)g)",
+    )
+    parser.add_argument(
+        "--jwks-max-age-cap",
+        type=float,
+        metavar="SECONDS",
+        default=3600.0,
+        help="most seconds the --jwks-uri keys are cached, whatever max-age says "
+        "(default: %(default)g)",
     )
     parser.add_argument("--client-id", required=True, help="the client id to register")
     parser.add_argument(
@@ -84,10 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     127.0.0.1 over plain HTTP, printing one line per request received. When
     the JWKS file changes, the client is registered again with its new
     content, the way pasting a new key into the portal replaces the old one.
+    With ``--jwks-uri`` the client is registered by URL instead (see
+    :meth:`~jwktool.testing.authserver.AuthServer.register_client_jwks_uri`);
+    each fetch of it is logged too.
     For trying jwktool out and for the docs' own walkthrough; never for
     production.
     """
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.jwks_uri is None and args.ca_bundle is not None:
+        parser.error("--ca-bundle goes with --jwks-uri")
 
     def load() -> dict[str, Any]:
         try:
@@ -96,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"authserver: cannot read --jwks {args.jwks}: {exc}") from None
 
     def stamp() -> tuple[int, int] | None:
+        if args.jwks is None:
+            return None
         try:
             st = args.jwks.stat()
         except OSError:
@@ -116,10 +156,17 @@ def main(argv: list[str] | None = None) -> int:
         ) from None
     try:
         scopes = args.scope.split()
+        server.jwks_refetch_interval = args.jwks_refetch_interval
+        server.jwks_cache_max_age_cap = args.jwks_max_age_cap
         try:
-            server.register_client(args.client_id, load(), scopes)
+            if args.jwks_uri is not None:
+                server.register_client_jwks_uri(
+                    args.client_id, args.jwks_uri, scopes, ca_bundle=args.ca_bundle
+                )
+            else:
+                server.register_client(args.client_id, load(), scopes)
         except ValueError as exc:
-            raise SystemExit(f"authserver: {args.jwks}: {exc}") from None
+            raise SystemExit(f"authserver: {args.jwks or args.jwks_uri}: {exc}") from None
         seen = stamp()
         server.request_log = say
         server.start()
@@ -132,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"token endpoint: {server.token_endpoint}")
         say(f"protected API:  {server.resource_url}")
         say(f"client:         {args.client_id} (scopes: {' '.join(scopes)})")
+        if args.jwks_uri is not None:
+            say(f"client keys:    {args.jwks_uri} (fetched when used, cached per its max-age)")
         say("Requests are logged below. Stop with Ctrl-C.")
         while True:
             time.sleep(0.2)

@@ -71,3 +71,14 @@ def test_a_vague_description_keeps_the_list(
     auth_server.fail_next(1, 400, body=body)
     message = _refusal(auth_server, stores[0], CLIENT_ID, auth_server.issuer)
     assert "likely causes:" in message
+
+
+def test_a_server_that_cannot_read_the_jwks_url_is_named(
+    auth_server: AuthServer, stores: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The client is known by a jwks_uri that does not answer: say that, not 'not registered'."""
+    auth_server.register_client_jwks_uri(
+        CLIENT_ID, "http://127.0.0.1:9/.well-known/jwks.json", ["gipod_pdo_read"]
+    )
+    message = _refusal(auth_server, stores[0], CLIENT_ID, auth_server.issuer)
+    assert "cause: the server could not read the client's JWKS URL" in message
