@@ -508,6 +508,8 @@ def test_rotate_promotes_after_overlap(cli: CliInvoke, keystore_path: Path) -> N
         ],
         "register": None,
         "waiting_for_registration": [],
+        "notes": [],
+        "published": False,
     }
 
 
