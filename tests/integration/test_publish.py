@@ -262,3 +262,55 @@ def test_rotate_command_with_publish_needs_no_registration(
     assert "is published: no registration" in result.stdout
     assert len(kids_in(site)) == 2
     assert os.stat(site).st_mode & 0o777 == 0o644
+
+
+# -- the gate against endpoints that misbehave (tests/integration/jwks_server.py) ------------
+
+
+def test_the_gate_reads_an_https_endpoint_with_its_ca(
+    store: Path, site: Path, tmp_path: Path
+) -> None:
+    from .jwks_server import JwksServer
+
+    publish = file_publisher(site)
+    rotate_keys(store, min_age=timedelta(0), publish=publish, now=T0)
+    with JwksServer.with_test_ca(site, tmp_path / "pki", max_age=60) as endpoint:
+        assert endpoint.url.startswith("https://") and endpoint.ca_bundle is not None
+        with pytest.raises(ServerUnreachableError, match="unknown issuer"):
+            rotate_keys(store, publish=publish, gate=jwks_gate(endpoint.url), now=T0)
+        gate = jwks_gate(endpoint.url, ca_bundle=str(endpoint.ca_bundle))
+        first = rotate_keys(store, publish=publish, gate=gate, now=T0)
+        assert first.actions == () and "promotion from" in first.notes[0]
+        later = T0 + timedelta(seconds=61)
+        gate = jwks_gate(endpoint.url, ca_bundle=str(endpoint.ca_bundle))
+        done = rotate_keys(store, publish=publish, gate=gate, now=later)
+    assert [a.action for a in done.actions] == ["retired", "promoted"]
+
+
+@pytest.mark.parametrize("trouble", ["down", "refused", "delayed"])
+def test_an_endpoint_in_trouble_promotes_nothing_and_changes_nothing(
+    store: Path, site: Path, trouble: str
+) -> None:
+    from .jwks_server import JwksServer
+
+    publish = file_publisher(site)
+    rotate_keys(store, min_age=timedelta(0), publish=publish, now=T0)
+    with JwksServer(site, max_age=60) as endpoint:
+        rotate_keys(store, publish=publish, gate=jwks_gate(endpoint.url), now=T0)  # seen
+        if trouble == "down":
+            endpoint.down(503)
+        elif trouble == "refused":
+            endpoint.down()
+        else:
+            endpoint.slow(5)
+        before = Path(store).read_bytes()
+        with pytest.raises(ServerUnreachableError):
+            rotate_keys(
+                store,
+                publish=publish,
+                gate=jwks_gate(endpoint.url, timeout=(1.0, 1.0)),
+                now=T0 + timedelta(hours=2),
+            )
+        endpoint.up()
+    assert Path(store).read_bytes() == before
+    assert {k.status for k in keys.list_keys(store)} == {KeyStatus.ACTIVE, KeyStatus.PENDING}
