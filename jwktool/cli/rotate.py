@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .._text import safe_text
-from ..errors import EXIT_STATUS_JWKS_DRIFT
+from ..errors import EXIT_STATUS_JWKS_DRIFT, ServerUnreachableError
 from ._common import (
     ALGORITHMS,
     CommandLineOnly,
@@ -250,14 +250,27 @@ def keys_status(
     store = open_keystore(keystore)
     report = key_status(store, max_age=max_age, max_pending_age=max_pending_age)
     drift = None
+    unreachable: ServerUnreachableError | None = None
     if jwks_url is not None:
         from ..publish import compare_published, fetch_jwks
 
-        drift = compare_published(store, fetch_jwks(jwks_url, ca_bundle=ca_bundle))
+        try:
+            drift = compare_published(store, fetch_jwks(jwks_url, ca_bundle=ca_bundle))
+        except ServerUnreachableError as exc:
+            unreachable = exc  # reported, and in the metrics, before the exit
     if prometheus_file:
         from ..status import write_metrics
 
-        write_metrics(prometheus_file, report, drift.prometheus() if drift is not None else "")
+        extra = drift.prometheus() if drift is not None else ""
+        if jwks_url is not None:
+            extra += (
+                "# HELP jwktool_jwks_up 1 when the JWKS URL answered with a JWKS.\n"
+                "# TYPE jwktool_jwks_up gauge\n"
+                f"jwktool_jwks_up {0 if unreachable else 1}\n"
+            )
+        write_metrics(prometheus_file, report, extra)
+    if unreachable is not None:
+        raise unreachable
     if as_json:
         doc: dict[str, Any] = dict(report.as_dict())
         if drift is not None:

@@ -314,3 +314,16 @@ def test_an_endpoint_in_trouble_promotes_nothing_and_changes_nothing(
         endpoint.up()
     assert Path(store).read_bytes() == before
     assert {k.status for k in keys.list_keys(store)} == {KeyStatus.ACTIVE, KeyStatus.PENDING}
+
+
+def test_status_with_an_endpoint_down_writes_its_metrics_then_exits_5(
+    cli: CliInvoke, store: Path, site: Path, origin: FileOrigin, tmp_path: Path
+) -> None:
+    publish_jwks(store, site)
+    origin.down = True
+    metrics = tmp_path / "jwktool.prom"
+    args = ["keys", "status", "--keystore", str(store), "--jwks-url", origin.jwks_url]
+    result = cli(*args, "--prometheus", str(metrics))
+    assert result.exit_code == 5
+    assert "jwktool_jwks_up 0" in metrics.read_text()
+    assert "jwktool_key_age_seconds" in metrics.read_text()
