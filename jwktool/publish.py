@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from ._fileio import atomic_write
-from .errors import InputError, ServerUnreachableError, StateFileError
+from .errors import InputError, JwktoolError, ServerUnreachableError, StateFileError
 from .keys import export_keys
 from .keystore import KeyRecord, KeyStatus, Keystore, KeystoreLike, open_keystore
 from .rotation import GateDecision, PromotionGate, Publisher
@@ -72,12 +72,42 @@ class PublishResult:
     cache_control: str
 
 
-def _is_jwks(raw: bytes) -> bool:
+def _is_public_jwks(raw: bytes) -> bool:
+    """Exactly ``{"keys": [...]}`` of public keys: what publishing wrote, and nothing else.
+
+    A keystore (``format``, ``encryption``) or a private backup also has a
+    ``keys`` list; neither may ever be replaced by a published set.
+    """
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         return False
-    return isinstance(doc, dict) and isinstance(doc.get("keys"), list)
+    if not isinstance(doc, dict) or set(doc) != {"keys"} or not isinstance(doc["keys"], list):
+        return False
+    return all(isinstance(k, dict) and not (_PRIVATE & set(k)) for k in doc["keys"])
+
+
+def _read_destination(path: Path) -> bytes | None:
+    """The destination's current bytes (None: absent), read without following a FIFO or a device."""
+    import stat
+
+    try:
+        fd = os.open(
+            path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        )
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if os.path.islink(path):
+            raise InputError(f"{path} is a symbolic link; publish to the real file") from None
+        raise StateFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InputError(f"{path} is not a regular file; refusing to replace it")
+        raw = handle.read(_MAX_JWKS_BYTES + 1)
+    if len(raw) > _MAX_JWKS_BYTES:
+        raise InputError(f"{path} is larger than a JWKS; refusing to replace it")
+    return raw
 
 
 def publish_jwks(
@@ -108,18 +138,31 @@ def publish_jwks(
     if dest is None:
         return PublishResult(None, False, kids, content, header)
     path = Path(dest)
-    try:
-        old: bytes | None = path.read_bytes()
-    except FileNotFoundError:
-        old = None
-    except OSError as exc:
-        raise StateFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if os.path.realpath(path) == os.path.realpath(open_keystore(keystore).path):
+        raise InputError(f"{path} is the keystore; publish to another file")
+    _check_publish_directory(path.parent)
+    old = _read_destination(path)
     if old == content.encode("utf-8"):
         return PublishResult(path, False, kids, content, header)
-    if old is not None and old.strip() and not _is_jwks(old):
-        raise InputError(f"{path} exists and is not a JWKS; refusing to replace it")
+    if old is not None and old.strip() and not _is_public_jwks(old):
+        raise InputError(f"{path} exists and is not a public JWKS; refusing to replace it")
     atomic_write(path, content.encode("utf-8"), "published JWKS", mode=0o644)
     return PublishResult(path, True, kids, content, header)
+
+
+def _check_publish_directory(directory: Path) -> None:
+    """Anyone may write a directory writable by others without the sticky bit: refused."""
+    import stat
+
+    try:
+        mode = os.stat(directory).st_mode
+    except OSError:
+        return  # atomic_write reports a missing directory
+    if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+        raise InputError(
+            f"{directory} is writable by anyone, so anyone could publish a key of their own "
+            f"there: run 'chmod o-w {directory}'"
+        )
 
 
 @dataclass(frozen=True)
@@ -131,20 +174,57 @@ class PublishedKeys:
     max_age: int | None
     fetched_at: float
     private_members: bool = False
+    #: (kid, RFC 7638 thumbprint) of every served key; kid "" when it has none,
+    #: thumbprint "" when its members do not make one.
+    keys: frozenset[tuple[str, str]] = frozenset()
+
+    def serves(self, kid: str, thumb: str) -> bool:
+        """Whether this very key (its kid and its key material) is served."""
+        return (kid, thumb) in self.keys
 
 
-_MAX_AGE: Final = re.compile(r"(?:^|,)\s*(s-maxage|max-age)\s*=\s*\"?(\d+)\"?", re.IGNORECASE)
+#: The longest cache lifetime the gate waits out: a larger one is taken as this.
+MAX_CACHE_WAIT: Final = timedelta(days=7)
 
 
-def _max_age(header: str | None) -> int | None:
-    """Seconds from ``Cache-Control`` (s-maxage wins, as for a shared cache); 0 for no-store."""
-    if not header:
-        return None
-    lowered = header.lower()
-    if "no-store" in lowered or "no-cache" in lowered:
-        return 0
-    found = dict((m.group(1).lower(), int(m.group(2))) for m in _MAX_AGE.finditer(header))
-    return found.get("s-maxage", found.get("max-age"))
+def _directives(header: str) -> list[tuple[str, str | None]]:
+    """Cache-Control's directives (RFC 9111 §5.2): (lower-case name, argument or None)."""
+    found: list[tuple[str, str | None]] = []
+    for part in re.findall(r'(?:[^,"]|"[^"]*")+', header):
+        name, eq, value = part.strip().partition("=")
+        if name:
+            found.append((name.strip().lower(), value.strip().strip('"') if eq else None))
+    return found
+
+
+def _cache_seconds(headers: Any) -> int | None:
+    """How long a server may cache the answer, on the cautious side.
+
+    The largest of every ``max-age``/``s-maxage`` and of ``Expires`` minus
+    ``Date``: waiting too long costs a later promotion, too short an outage.
+    ``no-store`` or a bare ``no-cache`` (a name, no argument) mean 0; None
+    when nothing is said.
+    """
+    import email.utils
+
+    header = headers.get("Cache-Control") or ""
+    seconds: list[int] = []
+    for name, value in _directives(header):
+        if name in ("no-store", "no-cache") and value is None:
+            return 0
+        if name in ("max-age", "s-maxage") and value is not None and value.isdigit():
+            seconds.append(int(value))
+    expires, date = headers.get("Expires"), headers.get("Date")
+    if expires and date:
+        try:
+            delta = (
+                email.utils.parsedate_to_datetime(expires) - email.utils.parsedate_to_datetime(date)
+            ).total_seconds()
+        except (TypeError, ValueError):
+            delta = 0
+        if delta > 0:
+            seconds.append(int(delta))
+    return max(seconds) if seconds else None
 
 
 def fetch_jwks(
@@ -195,10 +275,22 @@ def fetch_jwks(
     return PublishedKeys(
         url=url,
         kids=kids,
-        max_age=_max_age(response.headers.get("Cache-Control")),
+        max_age=_cache_seconds(response.headers),
         fetched_at=time.time(),
         private_members=any(_PRIVATE & set(k) for k in keys),
+        keys=frozenset(_identity(k) for k in keys),
     )
+
+
+def _identity(jwk: dict[str, Any]) -> tuple[str, str]:
+    from ._thumbprint import thumbprint
+
+    kid = jwk.get("kid")
+    try:
+        thumb = thumbprint(jwk)
+    except JwktoolError:
+        thumb = ""
+    return (kid if isinstance(kid, str) else "", thumb)
 
 
 @dataclass(frozen=True)
@@ -270,10 +362,16 @@ class Drift:
 
 def compare_published(keystore: KeystoreLike, published: PublishedKeys) -> Drift:
     """Compare the keystore's keys with what an endpoint served."""
+    from ._thumbprint import thumbprint
+
     data = open_keystore(keystore).read()
-    held = {r.kid: r.status for r in data.keys}
-    missing = tuple((kid, status) for kid, status in held.items() if kid not in published.kids)
-    unknown = tuple(sorted(published.kids - set(held)))
+    held = {(r.kid, thumbprint(r.public)): r.status for r in data.keys}
+    missing = tuple(
+        (kid, status) for (kid, thumb), status in held.items() if not published.serves(kid, thumb)
+    )
+    # A served key counts as ours only with our kid AND our key material: a
+    # key without a kid, or another key under one of our kids, is unknown.
+    unknown = tuple(sorted(kid or "(no kid)" for kid, thumb in published.keys - set(held)))
     return Drift(missing, unknown, published.private_members, published.max_age)
 
 
@@ -313,12 +411,16 @@ def jwks_gate(
             raise ServerUnreachableError(
                 f"{url} serves private key members: take it down and replace the exposed keys"
             )
-        if record.kid not in served.kids:
-            return GateDecision(False, None, f"{url} does not serve it yet")
+        from ._thumbprint import thumbprint
+
+        if not served.serves(record.kid, thumbprint(record.public)):
+            # Not served now: whatever was seen before no longer counts (a stale
+            # backend, a rolled-back document root); the wait starts again.
+            return GateDecision(False, None, f"{url} does not serve it (now)", reset=True)
         wait = cache_wait
         if wait is None:
             age = served.max_age if served.max_age is not None else DEFAULT_MAX_AGE
-            wait = timedelta(seconds=age)
+            wait = timedelta(seconds=min(age, int(MAX_CACHE_WAIT.total_seconds())))
         seen = record.published or now
         if now - seen < wait:
             until = (seen + wait).strftime("%Y-%m-%dT%H:%M:%SZ")

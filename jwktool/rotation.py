@@ -56,6 +56,8 @@ class GateDecision:
     ready: bool
     seen_at: datetime | None = None
     reason: str = ""
+    #: Forget when the key was first seen: the endpoint does not serve it now.
+    reset: bool = False
 
 
 class PromotionGate(Protocol):
@@ -213,6 +215,7 @@ def rotate_keys(
     waiting: tuple[str, ...] = ()
     notes: list[str] = []
     seen: dict[str, datetime] = {}
+    forget: set[str] = set()
     candidates: set[str] | None = None
     if gate is not None:
         candidates = set()
@@ -222,6 +225,8 @@ def rotate_keys(
             decision = gate(record, when)
             if decision.seen_at is not None:
                 seen[record.kid] = decision.seen_at
+            if decision.reset:
+                forget.add(record.kid)
             if decision.ready:
                 candidates.add(record.kid)
             else:
@@ -236,7 +241,9 @@ def rotate_keys(
     else:
         with store.update() as data:
             for record in data.keys:
-                if record.kid in seen and record.published is None:
+                if record.kid in forget:
+                    record.published = None
+                elif record.kid in seen and record.published is None:
                     record.published = seen[record.kid]
             result = _rotate(
                 store, data, when, min_age, overlap, alg, size, accepted, dry_run=False

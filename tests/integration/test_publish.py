@@ -109,7 +109,7 @@ def test_publish_writes_public_keys_only_0644_and_only_on_change(store: Path, si
 def test_publish_never_replaces_a_file_that_is_not_a_jwks(store: Path, tmp_path: Path) -> None:
     other = tmp_path / "index.html"
     other.write_text("<html>mine</html>")
-    with pytest.raises(InputError, match="not a JWKS"):
+    with pytest.raises(InputError, match="not a public JWKS"):
         publish_jwks(store, other)
     assert other.read_text() == "<html>mine</html>"
 
@@ -207,7 +207,7 @@ def test_no_promotion_while_the_url_serves_an_old_set(
             store, publish=publish, gate=jwks_gate(origin.jwks_url), now=T0 + timedelta(hours=hours)
         )
         assert result.actions == ()
-        assert "does not serve it yet" in result.notes[0]
+        assert "does not serve it" in result.notes[0]
     statuses = {k.status for k in keys.list_keys(store)}
     assert statuses == {KeyStatus.ACTIVE, KeyStatus.PENDING}
 
@@ -327,3 +327,109 @@ def test_status_with_an_endpoint_down_writes_its_metrics_then_exits_5(
     assert result.exit_code == 5
     assert "jwktool_jwks_up 0" in metrics.read_text()
     assert "jwktool_key_age_seconds" in metrics.read_text()
+
+
+# -- what an attacker review found --------------------------------------------------------------
+
+
+def test_publishing_onto_the_keystore_or_a_private_backup_is_refused(
+    store: Path, tmp_path: Path
+) -> None:
+    before = store.read_bytes()
+    with pytest.raises(InputError, match="is the keystore"):
+        publish_jwks(store, store)
+    backup = tmp_path / "backup.jwks"
+    backup.write_text(keys.export_keys(store, private=True))
+    with pytest.raises(InputError, match="not a public JWKS"):
+        publish_jwks(store, backup)
+    assert store.read_bytes() == before
+    assert '"d"' in backup.read_text()
+
+
+def test_a_fifo_or_a_world_writable_directory_is_refused(store: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        publish_jwks(store, fifo)
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    with pytest.raises(InputError, match="writable by anyone"):
+        publish_jwks(store, open_dir / "jwks.json")
+
+
+def _foreign_jwk(kid: str | None) -> dict[str, object]:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    numbers = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+
+    def b64(value: int) -> str:
+        import base64
+
+        return base64.urlsafe_b64encode(value.to_bytes(32, "big")).rstrip(b"=").decode()
+
+    jwk: dict[str, object] = {"kty": "EC", "crv": "P-256", "x": b64(numbers.x), "y": b64(numbers.y)}
+    if kid is not None:
+        jwk["kid"] = kid
+    return jwk
+
+
+@pytest.mark.parametrize("how", ["no kid", "our kid"])
+def test_a_planted_key_is_drift_and_never_passes_the_gate(
+    store: Path, site: Path, origin: FileOrigin, how: str
+) -> None:
+    rotate_keys(store, min_age=timedelta(0), publish=file_publisher(site), now=T0)
+    pending = next(k for k in keys.list_keys(store) if k.status is KeyStatus.PENDING)
+    doc = json.loads(site.read_text())
+    if how == "no kid":
+        doc["keys"].append(_foreign_jwk(None))
+    else:  # the attacker's material under our pending key's kid
+        doc["keys"] = [k for k in doc["keys"] if k["kid"] != pending.kid]
+        doc["keys"].append(_foreign_jwk(pending.kid))
+    site.write_text(json.dumps(doc))
+    drift = compare_published(store, fetch_jwks(origin.jwks_url))
+    assert not drift.ok and drift.unknown
+    result = rotate_keys(
+        store, gate=jwks_gate(origin.jwks_url, cache_wait=timedelta(0)), now=T0 + timedelta(days=1)
+    )
+    if how == "our kid":
+        assert result.actions == () and "does not serve it" in result.notes[0]
+
+
+def test_a_key_that_disappears_waits_again_from_its_return(
+    store: Path, site: Path, origin: FileOrigin
+) -> None:
+    publish = file_publisher(site)
+    rotate_keys(store, min_age=timedelta(0), publish=publish, now=T0)
+    full = site.read_bytes()
+    rotate_keys(store, gate=jwks_gate(origin.jwks_url), now=T0)  # first seen at T0
+    origin.frozen = b'{"keys": []}'  # a stale backend for a while
+    rotate_keys(store, gate=jwks_gate(origin.jwks_url), now=T0 + timedelta(minutes=30))
+    origin.frozen = full
+    back = T0 + timedelta(minutes=70)  # past T0 + max-age, but only just served again
+    result = rotate_keys(store, gate=jwks_gate(origin.jwks_url), now=back)
+    assert result.actions == () and "promotion from" in result.notes[0]
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("max-age=86400, s-maxage=60", 86400),
+        ('no-cache="Set-Cookie", max-age=3600', 3600),
+        ("x-no-store-hint, max-age=3600", 3600),
+        ("max-age=60, max-age=86400", 86400),
+        ("no-store", 0),
+        ("public", None),
+    ],
+)
+def test_cache_control_is_read_on_the_cautious_side(header: str, expected: int | None) -> None:
+    from jwktool.publish import _cache_seconds
+
+    assert _cache_seconds({"Cache-Control": header}) == expected
+
+
+def test_a_huge_max_age_is_clamped_not_a_crash(store: Path, site: Path, origin: FileOrigin) -> None:
+    origin.max_age = 300_000_000_000
+    rotate_keys(store, min_age=timedelta(0), publish=file_publisher(site), now=T0)
+    result = rotate_keys(store, gate=jwks_gate(origin.jwks_url), now=T0)
+    assert result.actions == () and "604800 s" in result.notes[0]
