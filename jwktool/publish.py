@@ -54,6 +54,7 @@ __all__ = [
 DEFAULT_MAX_AGE: Final = 3600
 _MAX_JWKS_BYTES: Final = 256 * 1024
 _PRIVATE: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+_PRIVATE_MEMBER: Final = re.compile(rb'"(d|p|q|dp|dq|qi|oth|k)"\s*:')
 
 
 def cache_control(max_age: int) -> str:
@@ -145,6 +146,11 @@ def publish_jwks(
     if old == content.encode("utf-8"):
         return PublishResult(path, False, kids, content, header)
     if old is not None and old.strip() and not _is_public_jwks(old):
+        if _PRIVATE_MEMBER.search(old):
+            raise InputError(
+                f"{path} holds private key members: if it was served, that key is exposed; "
+                "take it down, replace the key, then publish again"
+            )
         raise InputError(f"{path} exists and is not a public JWKS; refusing to replace it")
     atomic_write(path, content.encode("utf-8"), "published JWKS", mode=0o644)
     return PublishResult(path, True, kids, content, header)
@@ -306,6 +312,12 @@ class Drift:
     max_age: int | None
 
     @property
+    def replaced(self) -> tuple[str, ...]:
+        """Kids under which the endpoint serves other key material than ours."""
+        ours = {kid for kid, _ in self.missing}
+        return tuple(kid for kid in self.unknown if kid in ours)
+
+    @property
     def active_missing(self) -> bool:
         """The active key is not served: the server cannot verify today's tokens."""
         return any(status is KeyStatus.ACTIVE for _, status in self.missing)
@@ -393,11 +405,12 @@ def jwks_gate(
 ) -> PromotionGate:
     """A :class:`~jwktool.rotation.PromotionGate` that asks the JWKS URL, as the server would.
 
-    A pending key is ready once the URL serves it and has served it for the
-    ``max-age`` the URL announces (``cache_wait`` instead, when given; an hour
-    when neither says), counted from the first run that saw it: by then any
-    copy the authorization server cached before the key appeared has expired.
-    The URL is read once per rotation run.
+    A pending key is ready once the URL serves it and has served it for as
+    long as a server may keep an older copy: the ``max-age`` the URL announces
+    (an hour when it says nothing), but at least ``cache_wait``: servers keep
+    a floor of their own (oidc-provider: 60 s, whatever the header says).
+    Counted from the first run that saw the key; at most 7 days. The URL is
+    read once per rotation run.
 
     :raises ServerUnreachableError: the URL cannot be read (the run changes nothing).
     """
@@ -417,10 +430,9 @@ def jwks_gate(
             # Not served now: whatever was seen before no longer counts (a stale
             # backend, a rolled-back document root); the wait starts again.
             return GateDecision(False, None, f"{url} does not serve it (now)", reset=True)
-        wait = cache_wait
-        if wait is None:
-            age = served.max_age if served.max_age is not None else DEFAULT_MAX_AGE
-            wait = timedelta(seconds=min(age, int(MAX_CACHE_WAIT.total_seconds())))
+        age = served.max_age if served.max_age is not None else DEFAULT_MAX_AGE
+        wait = max(timedelta(seconds=age), cache_wait or timedelta(0))
+        wait = min(wait, MAX_CACHE_WAIT)
         seen = record.published or now
         if now - seen < wait:
             until = (seen + wait).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -234,6 +234,15 @@ def rotate_keys(
         accepted = set(candidates)
     if verify is not None:
         accepted, waiting = _verify_pending(store, verify, candidates)
+        if gate is not None or publish is not None:
+            # The key is published, not pasted: a refusal means the server has not
+            # fetched the new set yet (its cache may outlive max-age), not "register it".
+            notes += [
+                f"pending key {kid}: the server does not accept it yet (its copy of the "
+                "published keys may be older); a later run tries again"
+                for kid in waiting
+            ]
+            waiting = ()
     if dry_run:
         result = _rotate(
             store, store.read(), when, min_age, overlap, alg, size, accepted, dry_run=True
@@ -248,7 +257,7 @@ def rotate_keys(
             result = _rotate(
                 store, data, when, min_age, overlap, alg, size, accepted, dry_run=False
             )
-        if publish is not None and any(a.action in ("staged", "removed") for a in result.actions):
+        if publish is not None and result.actions:
             published = publish(store) or published
     promoted = {a.kid for a in result.actions if a.action == "promoted"}
     still_waiting = tuple(kid for kid in waiting if kid not in promoted)

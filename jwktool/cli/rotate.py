@@ -90,14 +90,16 @@ def short_age(seconds: float) -> str:
     "--jwks-url",
     default=None,
     help="Promote a pending key only once this URL serves it, and has for as long as a "
-    "server may cache it (its max-age, or --cache-wait).",
+    "server may cache it (its max-age, at least --cache-wait).",
 )
 @click.option(
     "--cache-wait",
     type=Duration(),
-    default=None,
-    help="How long --jwks-url must have served a key before it is promoted "
-    "(default: the URL's Cache-Control max-age, else 1h).",
+    default="5m",
+    show_default=True,
+    help="The least time --jwks-url must have served a key before it is promoted; "
+    "the URL's Cache-Control max-age (else 1h) when that is longer. Servers keep "
+    "copies longer than they are told (oidc-provider: at least 60 s).",
 )
 @client_id_option(required=False)
 @server_options
@@ -116,7 +118,7 @@ def keys_rotate(
     publish_to: str | None,
     cache_max_age: timedelta,
     jwks_url: str | None,
-    cache_wait: timedelta | None,
+    cache_wait: timedelta,
     client_id: str | None,
     server: dict[str, Any],
     dry_run: bool,
@@ -298,12 +300,19 @@ def keys_status(
                     )
                 )
         if drift is not None:
+            replaced = set(drift.replaced)
+            for kid in sorted(replaced):
+                click.echo(safe_text(f"jwks     {jwks_url} serves ANOTHER key under kid {kid}"))
             for kid, status in drift.missing:
-                click.echo(
-                    safe_text(f"jwks     {status.value} key {kid} is not served by {jwks_url}")
-                )
+                if kid not in replaced:
+                    click.echo(
+                        safe_text(f"jwks     {status.value} key {kid} is not served by {jwks_url}")
+                    )
             for kid in drift.unknown:
-                click.echo(safe_text(f"jwks     {jwks_url} serves {kid}, which the keystore lacks"))
+                if kid not in replaced:
+                    click.echo(
+                        safe_text(f"jwks     {jwks_url} serves {kid}, which the keystore lacks")
+                    )
             if drift.private_members:
                 click.echo(safe_text(f"jwks     {jwks_url} SERVES PRIVATE KEY MEMBERS"))
             if drift.ok:
@@ -344,7 +353,8 @@ def keys_publish(keystore: str | None, dest: str, cache_max_age: timedelta) -> N
         click.echo(result.content, nl=False)
     else:
         what = "wrote" if result.changed else "unchanged:"
-        click.echo(safe_text(f"{what} {result.path} ({len(result.kids)} keys)"), err=True)
+        count = f"{len(result.kids)} key" + ("" if len(result.kids) == 1 else "s")
+        click.echo(safe_text(f"{what} {result.path} ({count})"), err=True)
     click.echo(
         safe_text(f"serve it with the header: Cache-Control: {result.cache_control}"), err=True
     )

@@ -212,20 +212,48 @@ def test_no_promotion_while_the_url_serves_an_old_set(
     assert statuses == {KeyStatus.ACTIVE, KeyStatus.PENDING}
 
 
-def test_cache_wait_overrides_the_urls_max_age(store: Path, site: Path, origin: FileOrigin) -> None:
-    origin.max_age = 86400
+def test_cache_wait_is_a_floor_under_the_urls_max_age(
+    store: Path, site: Path, origin: FileOrigin
+) -> None:
+    """A server may keep a copy longer than it is told (oidc-provider: 60 s at least)."""
+    origin.max_age = 30
     publish = file_publisher(site)
     rotate_keys(store, min_age=timedelta(0), publish=publish, now=T0)
-    gate = jwks_gate(origin.jwks_url, cache_wait=timedelta(minutes=5))
-    rotate_keys(store, publish=publish, gate=gate, now=T0)  # first seen
-    later = T0 + timedelta(minutes=6)
-    result = rotate_keys(
-        store,
-        publish=publish,
-        gate=jwks_gate(origin.jwks_url, cache_wait=timedelta(minutes=5)),
-        now=later,
+    floor = timedelta(minutes=5)
+    rotate_keys(store, publish=publish, gate=jwks_gate(origin.jwks_url, cache_wait=floor), now=T0)
+    early = T0 + timedelta(seconds=31)  # past the max-age, not past the floor
+    held = rotate_keys(
+        store, publish=publish, gate=jwks_gate(origin.jwks_url, cache_wait=floor), now=early
     )
-    assert [a.action for a in result.actions] == ["retired", "promoted"]
+    assert held.actions == () and "300 s" in held.notes[0]
+    later = T0 + timedelta(minutes=6)
+    done = rotate_keys(
+        store, publish=publish, gate=jwks_gate(origin.jwks_url, cache_wait=floor), now=later
+    )
+    assert [a.action for a in done.actions] == ["retired", "promoted"]
+
+
+def test_a_key_the_server_refuses_in_the_endpoint_flow_is_not_registration_work(
+    store: Path, site: Path, origin: FileOrigin
+) -> None:
+    from jwktool.errors import ServerRejectedError
+
+    active = next(k.kid for k in keys.list_keys(store) if k.status is KeyStatus.ACTIVE)
+
+    def not_yet(kid: str) -> None:  # the server takes the active key, not the new one yet
+        if kid != active:
+            raise ServerRejectedError("no key", error="invalid_client", status=400)
+
+    publish = file_publisher(site)
+    rotate_keys(store, min_age=timedelta(0), publish=publish, now=T0)
+    rotate_keys(store, publish=publish, gate=jwks_gate(origin.jwks_url), now=T0)
+    later = T0 + timedelta(hours=2)
+    result = rotate_keys(
+        store, publish=publish, gate=jwks_gate(origin.jwks_url), verify=not_yet, now=later
+    )
+    assert result.actions == () and result.waiting == ()
+    assert not result.needs_registration
+    assert "does not accept it yet" in result.notes[0]
 
 
 def test_a_run_that_could_not_publish_heals_on_the_next(
@@ -340,7 +368,7 @@ def test_publishing_onto_the_keystore_or_a_private_backup_is_refused(
         publish_jwks(store, store)
     backup = tmp_path / "backup.jwks"
     backup.write_text(keys.export_keys(store, private=True))
-    with pytest.raises(InputError, match="not a public JWKS"):
+    with pytest.raises(InputError, match="holds private key members"):
         publish_jwks(store, backup)
     assert store.read_bytes() == before
     assert '"d"' in backup.read_text()
