@@ -37,6 +37,16 @@ def short_age(seconds: float) -> str:
     return f"{hours}h" if hours >= 1 else f"{int(seconds // 60)}m"
 
 
+#: ``--cache-max-age``: what the published JWKS's Cache-Control should say (rotate, publish).
+cache_max_age_option = click.option(
+    "--cache-max-age",
+    type=Duration(),
+    default="1h",
+    show_default=True,
+    help="The Cache-Control max-age the web server should send with the published JWKS.",
+)
+
+
 @click.command("rotate")
 @keystore_option
 @passphrase_option
@@ -79,13 +89,7 @@ def short_age(seconds: float) -> str:
     help="Write the public JWKS to this file (a web server's document root) at every run "
     "and whenever the key set changes; a staged key then needs no registration by hand.",
 )
-@click.option(
-    "--cache-max-age",
-    type=Duration(),
-    default="1h",
-    show_default=True,
-    help="The Cache-Control max-age the web server should send with the published JWKS.",
-)
+@cache_max_age_option
 @click.option(
     "--jwks-url",
     default=None,
@@ -327,13 +331,7 @@ def keys_status(
 @click.command("publish")
 @keystore_option
 @click.argument("dest")
-@click.option(
-    "--cache-max-age",
-    type=Duration(),
-    default="1h",
-    show_default=True,
-    help="The Cache-Control max-age the web server should send with the JWKS.",
-)
+@cache_max_age_option
 def keys_publish(keystore: str | None, dest: str, cache_max_age: timedelta) -> None:
     """Write the public JWKS to DEST (a file a web server serves), or - for stdout.
 
