@@ -85,8 +85,10 @@ PROFILE_KEYS: Final[dict[str, type | tuple[type, ...]]] = {
     "overlap": str,
     "max_age": str,
     "max_pending_age": str,
+    "cache": str,
+    "cache_password_file": str,
 }
-_PATH_KEYS: Final = ("keystore", "passphrase_file", "ca_bundle")
+_PATH_KEYS: Final = ("keystore", "passphrase_file", "ca_bundle", "cache_password_file")
 
 #: Options that reveal private key material or weaken a check: option name -> flag.
 #: They come from the command line only, never from a profile or the environment

@@ -38,7 +38,7 @@ from .errors import InputError, ServerUnreachableError
 from .keystore import KeystoreLike
 from .settings import DEFAULT_TIMEOUT, RetryPolicy, ServerSettings
 from .signer import DEFAULT_LIFETIME, Signer, probe_assertion
-from .tokencache import TokenCacheBackend, cache_key
+from .tokencache import TokenCacheBackend, cache_key, open_cache
 from .tokenrequest import request_token
 from .tokens import AccessToken, from_cache_entry
 
@@ -71,9 +71,11 @@ class TokenClient:
     :param server: where to get tokens and how (:class:`~jwktool.settings.ServerSettings`);
         its ``deadline`` bounds each :meth:`get_token` in all, discovery,
         every attempt and every back-off included.
-    :param cache: a token cache shared with other clients or processes (the
-        per-user file :class:`~jwktool.tokencache.TokenCache`, or a network
-        cache); its ``lock`` makes one of them fetch while the others wait.
+    :param cache: a token cache shared with other clients or processes: the
+        per-user file :class:`~jwktool.tokencache.TokenCache` (or its path),
+        a fleet's Redis (``"redis://host:6379/0"``, ``rediss://`` with TLS),
+        or any :class:`~jwktool.tokencache.TokenCacheBackend`; its ``lock``
+        makes one of them fetch while the others wait.
     :param retry: the :class:`~jwktool.settings.RetryPolicy` for transient failures
         (default: 3 retries, 0.5 s doubling to at most 8 s, 30 s of waiting in all).
     :param margin: seconds before expiry to fetch a new token; default the
@@ -95,7 +97,7 @@ class TokenClient:
         client_id: str | None = None,
         *,
         server: ServerSettings,
-        cache: TokenCacheBackend | None = None,
+        cache: TokenCacheBackend | str | None = None,
         retry: RetryPolicy | None = None,
         margin: float | None = None,
         lifetime: int = DEFAULT_LIFETIME,
@@ -115,7 +117,8 @@ class TokenClient:
         if not isinstance(server, ServerSettings):
             raise InputError("server must be a ServerSettings")
         self.server = server
-        self._cache = cache
+        # A backend, or a URL (redis://, rediss://) or a file path naming one.
+        self._cache = open_cache(cache)
         self._retry = retry or RetryPolicy()
         self._margin = margin
         self._lifetime = lifetime
@@ -380,7 +383,7 @@ def fetch_token(
     client_id: str,
     server: ServerSettings,
     *,
-    cache: TokenCacheBackend | None = None,
+    cache: TokenCacheBackend | str | None = None,
     lifetime: int = DEFAULT_LIFETIME,
     kid: str | None = None,
     retry: RetryPolicy | None = None,

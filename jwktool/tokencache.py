@@ -56,6 +56,7 @@ __all__ = [
     "cache_key",
     "cached_token",
     "default_cache_path",
+    "open_cache",
 ]
 
 ENV_TOKEN_CACHE: Final = "JWKTOOL_TOKEN_CACHE"  # noqa: S105 (a variable name)
@@ -79,6 +80,28 @@ def cache_key(
     scope_norm = " ".join(sorted(set((scope or "").split())))
     material = json.dumps([server, client_id, scope_norm, resource or "", thumbprint])
     return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+def open_cache(
+    spec: TokenCacheBackend | str | os.PathLike[str] | None,
+    *,
+    password_file: str | os.PathLike[str] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> TokenCacheBackend | None:
+    """A token cache from what a caller names: a backend as it is, a URL, or a file path.
+
+    ``redis://…`` or ``rediss://…`` is a :class:`~jwktool.rediscache.RedisTokenCache`
+    shared by a fleet (``password_file`` holds its password); any other string
+    is the file of a per-user :class:`TokenCache`; None is no cache.
+    """
+    if spec is None or not isinstance(spec, str | os.PathLike):
+        return spec
+    text = os.fspath(spec)
+    if text.startswith(("redis://", "rediss://")):
+        from .rediscache import RedisTokenCache
+
+        return RedisTokenCache(text, password_file=password_file, warn=warn)
+    return TokenCache(text, warn=warn)
 
 
 class TokenCacheBackend(Protocol):

@@ -43,7 +43,22 @@ if TYPE_CHECKING:
 @click.option(
     "--no-cache",
     is_flag=True,
-    help="Do not use or fill the per-user token cache (~/.cache/jwktool/tokens.json).",
+    help="Do not use or fill a token cache.",
+)
+@click.option(
+    "--cache",
+    "cache",
+    envvar="JWKTOOL_TOKEN_CACHE",
+    default=None,
+    help="Token cache: a file (default ~/.cache/jwktool/tokens.json), or a fleet's "
+    "redis://host:6379/0 or rediss:// (TLS) shared by every process and machine.",
+)
+@click.option(
+    "--cache-password-file",
+    envvar="JWKTOOL_TOKEN_CACHE_PASSWORD_FILE",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="File holding the Redis cache's password (never in the URL on a command line).",
 )
 @json_option
 @click.pass_context
@@ -55,6 +70,8 @@ def token(
     server: dict[str, Any],
     kid: str | None,
     no_cache: bool,
+    cache: str | None,
+    cache_password_file: str | None,
     as_json: bool,
 ) -> None:
     """Print an access token (client_credentials with a private_key_jwt assertion).
@@ -65,15 +82,21 @@ def token(
     Exit 4: the server refused (invalid_client, invalid_scope, ...); 5: it
     could not be reached.
     """
-    from ..tokencache import TokenCache, cached_token
+    from ..tokencache import TokenCache, TokenCacheBackend, cached_token, open_cache
 
     settings = server_settings(ctx, server)
-    cache = None if no_cache else TokenCache(warn=warn)
+    backend: TokenCacheBackend | None = None
+    if not no_cache:
+        backend = (
+            open_cache(cache, password_file=cache_password_file, warn=warn)
+            if cache
+            else TokenCache(warn=warn)
+        )
     # A cached token is found without loading HTTP or key machinery: the
     # 'Bearer $(jwktool token ...)' pattern runs once per API call.
     hit = None
-    if cache is not None:
-        hit = cached_token(cache, keystore, client_id, settings, kid=kid)
+    if backend is not None:
+        hit = cached_token(backend, keystore, client_id, settings, kid=kid)
     if hit is not None:
         if ctx.meta.get("jwktool.verbose"):
             click.echo(
@@ -92,7 +115,7 @@ def token(
         client_id,
         settings,
         kid=kid,
-        cache=cache,
+        cache=backend,
         progress=progress(),
     )
     _print_token(result, as_json)

@@ -1,0 +1,243 @@
+"""A token cache a fleet shares: Redis (or Valkey), with single flight across machines.
+
+:class:`RedisTokenCache` implements :class:`~jwktool.tokencache.TokenCacheBackend`:
+
+* ``get``/``put`` keep each token response under a key built like the file
+  cache's (server, client id, scope, resource, the signing key's thumbprint)
+  below a prefix; an entry expires in Redis when the token does, and is
+  served only until its refresh time.
+* ``lock`` is one short Redis lock per key: ``SET key NX PX`` with a random
+  owner token, released only by its owner (a compare-and-delete script). A
+  holder that dies blocks the others no longer than the lock's expiry;
+  the others poll the cache while they wait, so they get the holder's token
+  as soon as it is stored.
+* Redis down or slow never stops a token: every call has short socket
+  timeouts, and an error makes ``get`` a miss, ``put`` a no-op and ``lock``
+  a pass, with one warning per cache object, not one per call.
+
+The access token is a bearer secret: anyone who can read these keys can use
+it until it expires. Give the fleet's Redis user an ACL limited to the
+prefix (``~jwktool:*``), and use ``rediss://`` across machines. Entries can
+also be sealed with AES-GCM under a key derived from a secret the fleet
+shares (``secret=``): off by default, because whoever can read the keys can
+usually read the secret too; it helps when Redis is shared with others.
+
+Needs the ``redis`` package (``pip install 'jwktool[redis]'``); importing
+jwktool never imports it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from .errors import InputError
+
+__all__ = ["DEFAULT_PREFIX", "RedisTokenCache"]
+
+#: Keys are ``<prefix>token:<sha256>`` and ``<prefix>lock:<sha256>``.
+DEFAULT_PREFIX: Final = "jwktool:"
+#: How long a fetch may hold the lock before the fleet stops waiting for it.
+DEFAULT_LOCK_MS: Final = 10_000
+_RELEASE: Final = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+)
+_POLL: Final = 0.05
+
+
+class RedisTokenCache:
+    """A :class:`~jwktool.tokencache.TokenCacheBackend` in Redis, shared by a fleet.
+
+    :param url: ``redis://[user[:password]@]host:port/db`` or ``rediss://`` (TLS).
+    :param password_file: read the password from this file instead of the URL
+        (the URL then holds none); one line, trailing newline ignored.
+    :param prefix: the keys' prefix (give each fleet or environment its own).
+    :param secret: seal entries with AES-GCM under a key derived from it (optional).
+    :param timeout: seconds for each Redis operation (connect and read).
+    :param lock_ms: the lock's expiry: how long a holder may fetch.
+    :param warn: where the one warning goes (default: the ``jwktool`` logger).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        password_file: str | os.PathLike[str] | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        secret: bytes | str | None = None,
+        timeout: float = 0.5,
+        lock_ms: int = DEFAULT_LOCK_MS,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        try:
+            import redis
+        except ImportError:
+            raise InputError(
+                "a Redis token cache needs the redis package: pip install 'jwktool[redis]'"
+            ) from None
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise InputError(f"{_shown(url)} is not a redis:// or rediss:// URL")
+        password = None
+        if password_file is not None:
+            try:
+                password = Path(password_file).read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise InputError(
+                    f"cannot read the Redis password file {password_file}: {exc.strerror or exc}"
+                ) from None
+        self._where = _shown(url)
+        self._client = redis.Redis.from_url(
+            url,
+            password=password,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry_on_timeout=False,
+        )
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self._prefix = prefix
+        self._lock_ms = int(lock_ms)
+        self._seal_key = _derive(secret) if secret else None
+        self._warn = warn
+        self._warned = False
+
+    def __repr__(self) -> str:
+        return f"RedisTokenCache({self._where!r}, prefix={self._prefix!r})"
+
+    # -- the protocol ----------------------------------------------------------------
+
+    def get(self, key: str, *, now: float | None = None) -> dict[str, Any] | None:
+        """The entry for ``key`` while it is fresh (before its ``refresh_at``); else None."""
+        try:
+            raw = self._client.get(self._prefix + "token:" + key)
+        except self._errors as exc:
+            self._degraded(exc)
+            return None
+        entry = self._open(raw) if isinstance(raw, bytes) else None
+        at = time.time() if now is None else now
+        if entry is None or at >= float(entry["refresh_at"]):
+            return None
+        return entry
+
+    def put(self, key: str, entry: dict[str, Any], *, now: float | None = None) -> None:
+        """Store ``entry`` until the token expires (Redis drops it then)."""
+        at = time.time() if now is None else now
+        ttl_ms = math.ceil((float(entry["expires_at"]) - at) * 1000)
+        if ttl_ms <= 0:
+            return
+        try:
+            self._client.set(self._prefix + "token:" + key, self._seal(entry), px=ttl_ms)
+        except self._errors as exc:
+            self._degraded(exc)
+
+    @contextlib.contextmanager
+    def lock(self, key: str, timeout: float) -> Iterator[None]:
+        """Hold the fleet's right to fetch ``key``; wait at most ``timeout`` s, then go on.
+
+        While waiting, a token another process stores ends the wait at once:
+        the caller finds it with ``get`` and fetches nothing.
+        """
+        name = self._prefix + "lock:" + key
+        owner = secrets.token_hex(16)
+        held = False
+        give_up = time.monotonic() + max(0.0, timeout)
+        try:
+            while True:
+                try:
+                    held = bool(self._client.set(name, owner, nx=True, px=self._lock_ms))
+                    if held or self.get(key) is not None:
+                        break
+                except self._errors as exc:
+                    self._degraded(exc)
+                    break
+                if time.monotonic() >= give_up:
+                    break
+                time.sleep(_POLL)
+            yield
+        finally:
+            if held:
+                with contextlib.suppress(*self._errors):
+                    self._client.eval(_RELEASE, 1, name, owner)
+
+    def close(self) -> None:
+        """Close the connections."""
+        with contextlib.suppress(*self._errors):
+            self._client.close()
+
+    # -- entries ----------------------------------------------------------------------
+
+    def _seal(self, entry: dict[str, Any]) -> bytes:
+        plain = json.dumps(entry, separators=(",", ":")).encode("utf-8")
+        if self._seal_key is None:
+            return plain
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        nonce = secrets.token_bytes(12)
+        return b"v1:" + nonce + AESGCM(self._seal_key).encrypt(nonce, plain, b"jwktool-token")
+
+    def _open(self, raw: bytes) -> dict[str, Any] | None:
+        if self._seal_key is not None:
+            if not raw.startswith(b"v1:"):
+                return None
+            from cryptography.exceptions import InvalidTag
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+            try:
+                raw = AESGCM(self._seal_key).decrypt(raw[3:15], raw[15:], b"jwktool-token")
+            except InvalidTag:
+                return None
+        try:
+            entry = json.loads(raw)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return None
+        if not isinstance(entry, dict) or not isinstance(entry.get("access_token"), str):
+            return None
+        try:
+            float(entry["expires_at"]), float(entry["refresh_at"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        return entry
+
+    def _degraded(self, exc: BaseException) -> None:
+        """Redis failed: say so once; the token comes from the server meanwhile."""
+        if self._warned:
+            return
+        self._warned = True
+        line = (
+            f"the Redis token cache at {self._where} is not answering "
+            f"({type(exc).__name__}); tokens are fetched directly meanwhile"
+        )
+        if self._warn is not None:
+            self._warn(line)
+            return
+        import logging
+
+        logging.getLogger("jwktool").warning("%s", line)
+
+
+def _shown(url: str) -> str:
+    """The URL without its password, for messages and reprs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    user = f"{parts.username}@" if parts.username else ""
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
+
+
+def _derive(secret: bytes | str) -> bytes:
+    """A 256-bit AES key from the fleet's shared secret (HKDF-SHA256)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    material = secret.encode("utf-8") if isinstance(secret, str) else secret
+    if len(material) < 16:
+        raise InputError("the token cache secret needs at least 16 bytes", params=("secret",))
+    return HKDF(hashes.SHA256(), 32, salt=None, info=b"jwktool token cache").derive(material)
