@@ -160,6 +160,9 @@ if TYPE_CHECKING:
     from .presets import (
         Environment as Environment,
     )
+    from .rediscache import (
+        RedisTokenCache as RedisTokenCache,
+    )
     from .rotation import (
         RotationAction as RotationAction,
     )
@@ -247,6 +250,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["Profile", "load_profile"], "config"),
     **dict.fromkeys(["DoctorReport", "run_doctor"], "doctor"),
     **dict.fromkeys(["TokenCache", "TokenCacheBackend"], "tokencache"),
+    **dict.fromkeys(["RedisTokenCache"], "rediscache"),
     **dict.fromkeys(
         [
             "Alg",
