@@ -8,9 +8,10 @@
   served only until its refresh time.
 * ``lock`` is one short Redis lock per key: ``SET key NX PX`` with a random
   owner token, released only by its owner (a compare-and-delete script). A
-  holder that dies blocks the others no longer than the lock's expiry;
-  the others poll the cache while they wait, so they get the holder's token
-  as soon as it is stored.
+  holder that dies blocks the others no longer than the lock's expiry, nor
+  than half of the time each was given (the other half is for fetching
+  itself); the others poll the cache while they wait, so they get the
+  holder's token as soon as it is stored.
 * Redis down or slow never stops a token: every call has short socket
   timeouts, and an error makes ``get`` a miss, ``put`` a no-op and ``lock``
   a pass, with one warning per cache object, not one per call.
@@ -33,6 +34,7 @@ import json
 import math
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,6 +42,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from .errors import InputError
+from .tokens import valid_entry
 
 __all__ = ["DEFAULT_PREFIX", "RedisTokenCache"]
 
@@ -51,6 +54,20 @@ _RELEASE: Final = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 )
 _POLL: Final = 0.05
+#: A cached entry is a token response: anything larger is not ours, and is not read.
+_MAX_ENTRY_BYTES: Final = 64 * 1024
+#: GET, refusing a value over ARGV[1] bytes without sending it.
+_GET_BOUNDED: Final = (
+    "local n = redis.call('strlen', KEYS[1]) "
+    "if n > tonumber(ARGV[1]) then return false end "
+    "return redis.call('get', KEYS[1])"
+)
+#: After Redis failed, seconds it is left alone (direct fetches meanwhile).
+_COOL_DOWN: Final = 2.0
+_BAD_URL: Final = (
+    "the Redis URL is not a valid redis:// or rediss:// URL (check its host, port, "
+    "database number and query); it is not shown, as it may hold a password"
+)
 
 
 class RedisTokenCache:
@@ -83,31 +100,53 @@ class RedisTokenCache:
             raise InputError(
                 "a Redis token cache needs the redis package: pip install 'jwktool[redis]'"
             ) from None
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            self._where = _shown(url)
+        except ValueError:
+            raise InputError(_BAD_URL) from None
         if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-            raise InputError(f"{_shown(url)} is not a redis:// or rediss:// URL")
+            raise InputError(f"{self._where} is not a redis:// or rediss:// URL")
         password = None
         if password_file is not None:
             try:
                 password = Path(password_file).read_text(encoding="utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                raise InputError(
+                    f"the Redis password file {password_file} is not UTF-8 text"
+                ) from None
             except OSError as exc:
                 raise InputError(
                     f"cannot read the Redis password file {password_file}: {exc.strerror or exc}"
                 ) from None
-        self._where = _shown(url)
-        self._client = redis.Redis.from_url(
-            url,
-            password=password,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry_on_timeout=False,
-        )
+        try:
+            self._client = redis.Redis.from_url(
+                url,
+                password=password,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry_on_timeout=False,
+            )
+        except ValueError:  # a port, database number or query value redis-py refuses
+            raise InputError(_BAD_URL) from None
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        # Errors that mean "not answering"; any other is Redis refusing (ACL, auth).
+        self._silent: tuple[type[BaseException], ...] = (
+            redis.ConnectionError,
+            redis.TimeoutError,
+            OSError,
+        )
+        self._refusals: tuple[type[BaseException], ...] = (
+            redis.AuthenticationError,
+            redis.exceptions.NoPermissionError,
+        )
         self._prefix = prefix
         self._lock_ms = int(lock_ms)
-        self._seal_key = _derive(secret) if secret else None
+        self._seal_key = _derive(secret) if secret is not None else None
         self._warn = warn
         self._warned = False
+        self._warn_lock = threading.Lock()
+        self._quiet_until = 0.0
 
     def __repr__(self) -> str:
         return f"RedisTokenCache({self._where!r}, prefix={self._prefix!r})"
@@ -116,12 +155,15 @@ class RedisTokenCache:
 
     def get(self, key: str, *, now: float | None = None) -> dict[str, Any] | None:
         """The entry for ``key`` while it is fresh (before its ``refresh_at``); else None."""
+        name = self._prefix + "token:" + key
+        if self._cooling():
+            return None
         try:
-            raw = self._client.get(self._prefix + "token:" + key)
+            raw = self._client.eval(_GET_BOUNDED, 1, name, _MAX_ENTRY_BYTES)
         except self._errors as exc:
             self._degraded(exc)
             return None
-        entry = self._open(raw) if isinstance(raw, bytes) else None
+        entry = self._open(name, raw) if isinstance(raw, bytes) else None
         at = time.time() if now is None else now
         if entry is None or at >= float(entry["refresh_at"]):
             return None
@@ -131,30 +173,40 @@ class RedisTokenCache:
         """Store ``entry`` until the token expires (Redis drops it then)."""
         at = time.time() if now is None else now
         ttl_ms = math.ceil((float(entry["expires_at"]) - at) * 1000)
-        if ttl_ms <= 0:
+        if ttl_ms <= 0 or self._cooling():
             return
         try:
-            self._client.set(self._prefix + "token:" + key, self._seal(entry), px=ttl_ms)
+            name = self._prefix + "token:" + key
+            self._client.set(name, self._seal(name, entry), px=ttl_ms)
         except self._errors as exc:
             self._degraded(exc)
 
     @contextlib.contextmanager
     def lock(self, key: str, timeout: float) -> Iterator[None]:
-        """Hold the fleet's right to fetch ``key``; wait at most ``timeout`` s, then go on.
+        """Hold the fleet's right to fetch ``key``; wait at most half of ``timeout`` s, then go on.
 
         While waiting, a token another process stores ends the wait at once:
-        the caller finds it with ``get`` and fetches nothing.
+        the caller finds it with ``get`` and fetches nothing. A waiter stops
+        waiting after half the time it was given (``TokenClient`` gives what
+        is left of its deadline), so one that gives up, because the holder
+        died and its lock has not expired yet, keeps the other half to fetch
+        for itself.
         """
         name = self._prefix + "lock:" + key
         owner = secrets.token_hex(16)
         held = False
-        give_up = time.monotonic() + max(0.0, timeout)
+        give_up = time.monotonic() + max(0.0, timeout) / 2
         try:
             while True:
                 try:
+                    if self._cooling():
+                        break
                     held = bool(self._client.set(name, owner, nx=True, px=self._lock_ms))
                     if held or self.get(key) is not None:
                         break
+                    ttl = self._client.pttl(name)
+                    if isinstance(ttl, int) and (ttl == -1 or ttl > self._lock_ms):
+                        break  # not a lock of ours (no expiry, or a longer one): no waiting
                 except self._errors as exc:
                     self._degraded(exc)
                     break
@@ -174,45 +226,58 @@ class RedisTokenCache:
 
     # -- entries ----------------------------------------------------------------------
 
-    def _seal(self, entry: dict[str, Any]) -> bytes:
+    def _seal(self, name: str, entry: dict[str, Any]) -> bytes:
         plain = json.dumps(entry, separators=(",", ":")).encode("utf-8")
         if self._seal_key is None:
             return plain
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         nonce = secrets.token_bytes(12)
-        return b"v1:" + nonce + AESGCM(self._seal_key).encrypt(nonce, plain, b"jwktool-token")
+        # The Redis key is the associated data: a sealed entry opens only under
+        # the key it was written for (no replay onto another key, scope or client).
+        sealed = AESGCM(self._seal_key).encrypt(nonce, plain, name.encode("utf-8"))
+        return b"v1:" + nonce + sealed
 
-    def _open(self, raw: bytes) -> dict[str, Any] | None:
+    def _open(self, name: str, raw: bytes) -> dict[str, Any] | None:
+        """The entry stored in ``raw``, or None for anything else (planted, damaged, too big)."""
+        if len(raw) > _MAX_ENTRY_BYTES:
+            return None
         if self._seal_key is not None:
-            if not raw.startswith(b"v1:"):
+            if not raw.startswith(b"v1:") or len(raw) < 3 + 12 + 16:
                 return None
             from cryptography.exceptions import InvalidTag
             from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
             try:
-                raw = AESGCM(self._seal_key).decrypt(raw[3:15], raw[15:], b"jwktool-token")
-            except InvalidTag:
+                raw = AESGCM(self._seal_key).decrypt(raw[3:15], raw[15:], name.encode("utf-8"))
+            except (InvalidTag, ValueError):
                 return None
         try:
             entry = json.loads(raw)
         except (UnicodeDecodeError, ValueError, RecursionError):
             return None
-        if not isinstance(entry, dict) or not isinstance(entry.get("access_token"), str):
+        if not valid_entry(entry):
             return None
-        try:
-            float(entry["expires_at"]), float(entry["refresh_at"])
-        except (KeyError, TypeError, ValueError):
-            return None
-        return entry
+        for member in ("token_type", "scope"):
+            if entry.get(member) is not None and not isinstance(entry[member], str):
+                return None
+        return dict(entry)
+
+    def _cooling(self) -> bool:
+        """Whether Redis failed lately: then it is not asked for a while (it costs a timeout)."""
+        return time.monotonic() < self._quiet_until
 
     def _degraded(self, exc: BaseException) -> None:
         """Redis failed: say so once; the token comes from the server meanwhile."""
-        if self._warned:
-            return
-        self._warned = True
+        self._quiet_until = time.monotonic() + _COOL_DOWN
+        with self._warn_lock:  # one warning per cache object, even from many threads
+            if self._warned:
+                return
+            self._warned = True
+        answering = isinstance(exc, self._refusals) or not isinstance(exc, self._silent)
+        what = "refused a command" if answering else "is not answering"
         line = (
-            f"the Redis token cache at {self._where} is not answering "
+            f"the Redis token cache at {self._where} {what} "
             f"({type(exc).__name__}); tokens are fetched directly meanwhile"
         )
         if self._warn is not None:
@@ -226,7 +291,9 @@ class RedisTokenCache:
 def _shown(url: str) -> str:
     """The URL without its password, for messages and reprs."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
+    if not parts.hostname:
+        raise ValueError("no host")  # what follows the scheme may be a password
+    host = parts.hostname
     port = f":{parts.port}" if parts.port else ""
     user = f"{parts.username}@" if parts.username else ""
     return f"{parts.scheme}://{user}{host}{port}{parts.path}"

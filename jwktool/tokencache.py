@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -43,8 +42,8 @@ from ._fileio import (
     resolve_keystore_path,
 )
 from ._thumbprint import thumbprint
-from .errors import StateFileError
-from .tokens import AccessToken, from_cache_entry
+from .errors import InputError, StateFileError
+from .tokens import AccessToken, from_cache_entry, valid_entry
 
 if TYPE_CHECKING:
     from .settings import ServerSettings
@@ -67,7 +66,7 @@ _VERSION: Final = 1
 def default_cache_path() -> Path:
     """``$JWKTOOL_TOKEN_CACHE``, else ``$XDG_CACHE_HOME/jwktool/tokens.json`` (~/.cache)."""
     explicit = os.environ.get(ENV_TOKEN_CACHE)
-    if explicit:
+    if explicit and not explicit.startswith(("redis://", "rediss://")):
         return Path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "jwktool" / "tokens.json"
@@ -97,10 +96,20 @@ def open_cache(
     if spec is None or not isinstance(spec, str | os.PathLike):
         return spec
     text = os.fspath(spec)
-    if text.startswith(("redis://", "rediss://")):
+    scheme, sep, _ = text.partition("://")
+    if sep and scheme.lower() in ("redis", "rediss"):
         from .rediscache import RedisTokenCache
 
-        return RedisTokenCache(text, password_file=password_file, warn=warn)
+        return RedisTokenCache(
+            scheme.lower() + "://" + text[len(scheme) + 3 :], password_file=password_file, warn=warn
+        )
+    if sep or text.lower().startswith(("redis:", "rediss:")):
+        # Not a file name: a mistyped URL must not become a file holding its password.
+        raise InputError(
+            "the token cache is a redis:// or rediss:// URL or a file path; "
+            "this is neither (it is not shown, as it may hold a password)",
+            params=("cache",),
+        )
     return TokenCache(text, warn=warn)
 
 
@@ -270,7 +279,7 @@ class TokenCache:
             raise _NotACache(
                 f"{self.path} is not a jwktool token cache (delete it if it is a damaged one)"
             )
-        return {k: v for k, v in tokens.items() if isinstance(k, str) and _valid_entry(v)}
+        return {k: v for k, v in tokens.items() if isinstance(k, str) and valid_entry(v)}
 
     def get(self, key: str, *, now: float | None = None) -> dict[str, Any] | None:
         """Return the entry for ``key`` if it is still fresh (before its ``refresh_at``).
@@ -298,7 +307,7 @@ class TokenCache:
 
         Another user's cache file is left alone: nothing is stored, and a warning.
         """
-        if not _valid_entry(entry):
+        if not valid_entry(entry):
             raise ValueError("a cache entry needs access_token, expires_at and refresh_at")
         at = time.time() if now is None else now
         if self._refused is not None:
@@ -372,20 +381,3 @@ class TokenCache:
 
 class _NotACache(Exception):
     """The cache path holds a file that is not a token cache."""
-
-
-def _valid_entry(entry: Any) -> bool:
-    return (
-        isinstance(entry, dict)
-        and isinstance(entry.get("access_token"), str)
-        and all(_finite_number(entry.get(name)) for name in ("expires_at", "refresh_at"))
-    )
-
-
-def _finite_number(value: Any) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and abs(value) < 1e12
-    )

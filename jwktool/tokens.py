@@ -6,12 +6,13 @@ builds its answer from here without loading the HTTP side.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AccessToken", "from_cache_entry"]
+__all__ = ["AccessToken", "from_cache_entry", "valid_entry"]
 
 
 @dataclass(frozen=True)
@@ -53,4 +54,22 @@ def from_cache_entry(entry: Mapping[str, Any], *, now: float | None = None) -> A
         expires_at=expires_at,
         scope=entry.get("scope") if isinstance(entry.get("scope"), str) else None,
         raw=raw,
+    )
+
+
+def valid_entry(entry: Any) -> bool:
+    """Whether ``entry`` is a cache entry: a token string and finite, plausible times."""
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("access_token"), str)
+        and all(_finite_number(entry.get(name)) for name in ("expires_at", "refresh_at"))
+    )
+
+
+def _finite_number(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and abs(value) < 1e12
     )

@@ -15,6 +15,7 @@ from ._common import (
     client_id_option,
     complete_kid,
     echo_json,
+    fail,
     json_option,
     keystore_option,
     open_keystore,
@@ -86,6 +87,15 @@ def token(
 
     settings = server_settings(ctx, server)
     backend: TokenCacheBackend | None = None
+    if cache and ctx.get_parameter_source("cache") is click.core.ParameterSource.COMMANDLINE:
+        from urllib.parse import urlsplit
+
+        try:
+            typed_password = bool(urlsplit(cache).password)
+        except ValueError:
+            typed_password = False
+        if typed_password:
+            fail("--cache: give the Redis password with --cache-password-file, not in the URL")
     if not no_cache:
         backend = (
             open_cache(cache, password_file=cache_password_file, warn=warn)
