@@ -11,8 +11,10 @@ Guarantees:
 * The file is created 0600 (a directory we create, 0700) and a file that
   group or others can access is refused, as ssh refuses such keys; so is
   one owned by another user.
-* A symbolic link to the keystore is resolved once: the real file is locked
-  and replaced; a symbolic link in place of the lock file is refused.
+* A symbolic link to the keystore is resolved to the real file, which is
+  locked and replaced; a symbolic link in place of the lock file is refused.
+  The link is followed again on every read, so a link that is re-pointed
+  (a Kubernetes Secret update swaps its ``..data`` link) is seen.
 * Every write happens under an exclusive ``flock`` on ``<keystore>.lock``
   and is atomic: temp file in the same directory, fsync, rename, fsync of
   the directory. A crash leaves either the old or the new file, whole.
@@ -28,6 +30,7 @@ import contextlib
 import json
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Final, TypeAlias
 
 from . import _jwk
@@ -139,9 +142,12 @@ class Keystore:
     :param allow_short_passphrase: accept a passphrase shorter than
         :data:`MIN_PASSPHRASE_LENGTH` when creating an encrypted keystore.
 
-    A symbolic link is resolved here, once: ``path`` becomes the real file,
-    whose lock every user of the link shares and which every write replaces
-    (a rename onto the link would replace the link, forking the keystore).
+    A symbolic link is resolved: ``path`` is the real file, whose lock every
+    user of the link shares and which every write replaces (a rename onto
+    the link would replace the link, forking the keystore). The link is
+    resolved again (with the same ownership checks) before every read and
+    write, so a re-pointed link, as in a Kubernetes Secret update, is
+    followed rather than leaving ``path`` at a deleted file.
     """
 
     def __init__(
@@ -152,7 +158,8 @@ class Keystore:
         lock_timeout: float = 30.0,
         allow_short_passphrase: bool = False,
     ) -> None:
-        self.path = real_private_path(resolve_keystore_path(path), "keystore")
+        self._given = Path(os.path.abspath(resolve_keystore_path(path)))
+        self.path = real_private_path(self._given, "keystore")
         self.allow_short_passphrase = allow_short_passphrase
         self.lock_timeout = lock_timeout
         self._passphrase = passphrase
@@ -160,6 +167,11 @@ class Keystore:
 
     def __repr__(self) -> str:
         return f"Keystore({str(self.path)!r})"
+
+    def _follow(self) -> None:
+        # Only a path that went through a link needs resolving again.
+        if self.path != self._given:
+            self.path = real_private_path(self._given, "keystore")
 
     # -- reading -------------------------------------------------------------
 
@@ -170,7 +182,8 @@ class Keystore:
     def identity(self) -> tuple[int, int, int, int] | None:
         """Return (device, inode, mtime_ns, size) of the file, or None if absent."""
         try:
-            st = os.stat(self.path)
+            # stat follows the link: a re-pointed link changes the identity.
+            st = os.stat(self._given)
         except FileNotFoundError:
             return None
         return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
@@ -181,6 +194,7 @@ class Keystore:
 
     def read_with_identity(self) -> tuple[KeystoreData, tuple[int, int, int, int]]:
         """Read and parse the keystore; also return the identity of what was read."""
+        self._follow()
         raw, identity = read_private_file(self.path, MAX_KEYSTORE_BYTES, "keystore")
         return parse_keystore(raw, self.path), identity
 
@@ -194,6 +208,7 @@ class Keystore:
         ``with`` body did not raise. ``create`` allows a missing keystore to
         start empty; ``encrypt`` makes such a new keystore passphrase-protected.
         """
+        self._follow()
         if not create and not self.path.exists():
             raise missing_keystore(self.path)
         ensure_private_directory(self.path.parent, "keystore")

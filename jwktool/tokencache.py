@@ -132,10 +132,11 @@ class TokenCacheBackend(Protocol):
         ...
 
     def lock(self, key: str, timeout: float) -> AbstractContextManager[None]:
-        """Hold the right to fetch ``key`` (single flight), waiting up to ``timeout`` s.
+        """Hold the right to fetch ``key`` (single flight); ``timeout`` is the caller's time left.
 
-        When the wait runs out, the holder proceeds anyway: a lock is an
-        optimisation (one request instead of N), never a reason to fail.
+        Wait at most half of ``timeout``, then proceed anyway: a lock is an
+        optimisation (one request instead of N), never a reason to fail, and
+        the other half is kept for the fetch itself.
         """
         ...
 
@@ -337,7 +338,8 @@ class TokenCache:
         """Single flight across processes: hold ``<cache>.fetch.lock`` while fetching.
 
         One lock for every key of this file (a fetch is rare and short). After
-        ``timeout`` seconds of waiting the caller goes on without it.
+        half of ``timeout`` seconds of waiting the caller goes on without it,
+        with the other half left to fetch.
         """
         if self._refused is not None:
             yield
@@ -349,7 +351,7 @@ class TokenCache:
             try:
                 ensure_private_directory(self.path.parent, "token cache")
                 held.enter_context(
-                    exclusive_lock(lock_path, max(0.0, timeout), "token cache fetch")
+                    exclusive_lock(lock_path, max(0.0, timeout) / 2, "token cache fetch")
                 )
             except StateFileLockError:
                 pass  # waited long enough: fetch without it

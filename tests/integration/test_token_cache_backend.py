@@ -168,3 +168,27 @@ def test_a_long_lived_client_with_a_cache_follows_a_rotation(
     assert second.access_token != first.access_token
     assert auth_server.token_requests == 2
     assert len(cache.entries) == 2  # one entry per signing key
+
+
+def test_a_stuck_fetch_lock_leaves_time_to_fetch(tmp_path: Path, auth_server: AuthServer) -> None:
+    """Another process holds the file cache's fetch lock and never lets go.
+
+    The client waits for it at most half of its deadline, then fetches
+    itself with the other half, instead of spending the whole deadline
+    waiting and failing.
+    """
+    import fcntl
+    import os
+
+    store = _store(tmp_path, auth_server)
+    cache_path = tmp_path / "cache" / "tokens.json"
+    cache_path.parent.mkdir(mode=0o700)
+    fd = os.open(cache_path.parent / "tokens.json.fetch.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # a separate open file: it conflicts with jwktool's
+        settings = ServerSettings(issuer=auth_server.issuer, scope="gipod_pdo_read", deadline=3)
+        token = fetch_token(store, CLIENT_ID, settings, cache=TokenCache(cache_path))
+    finally:
+        os.close(fd)
+    assert token.access_token
+    assert auth_server.token_requests == 1

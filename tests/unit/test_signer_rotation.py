@@ -181,3 +181,46 @@ def test_activate_a_kid_that_starts_with_a_dash(store: Path) -> None:
     done = jwktool("keys", "activate", "--keystore", str(store), dashed)
     assert done.returncode == 0, done.stderr
     assert kid_of(signer.sign()) == dashed
+
+
+def test_signer_follows_a_kubernetes_secret_update(tmp_path: Path) -> None:
+    """A Secret volume: keystore.json -> ..data/keystore.json, ..data -> ..<timestamp>.
+
+    An update writes a new timestamped directory, swaps the ``..data`` link
+    and deletes the old directory; the Signer must follow, not keep asking
+    for the deleted file.
+    """
+    import os
+    import shutil
+
+    volume = tmp_path / "secret"
+    volume.mkdir(mode=0o700)
+    first = volume / "..2026_11_30_10_00_00.1"
+    first.mkdir(mode=0o700)
+    old = generate_key(first / "keystore.json", alg="EdDSA").kid
+    os.symlink(first.name, volume / "..data")
+    os.symlink("..data/keystore.json", volume / "keystore.json")
+
+    signer = Signer(volume / "keystore.json", CLIENT_ID, AUDIENCE, check_interval=0)
+    assert kid_of(signer.sign()) == old
+
+    second = volume / "..2026_11_30_11_00_00.2"
+    second.mkdir(mode=0o700)
+    shutil.copy2(first / "keystore.json", second / "keystore.json")
+    new = generate_key(second / "keystore.json", alg="EdDSA").kid
+    activate_key(second / "keystore.json", new)
+    os.symlink(second.name, volume / "..data_tmp")
+    os.replace(volume / "..data_tmp", volume / "..data")
+    shutil.rmtree(first)
+
+    token = signer.sign()
+    assert kid_of(token) == new
+    assert_client_assertion(
+        token,
+        public_jwks(second / "keystore.json"),
+        alg="EdDSA",
+        kid=new,
+        client_id=CLIENT_ID,
+        audience=AUDIENCE,
+    )
+    assert signer.keystore.path == (second / "keystore.json").resolve()
