@@ -109,8 +109,9 @@ def token(
         hit = cached_token(backend, keystore, client_id, settings, kid=kid)
     if hit is not None:
         if ctx.meta.get("jwktool.verbose"):
+            where = "token cache" if isinstance(backend, TokenCache) else "Redis token cache"
             click.echo(
-                f"jwktool: served from the token cache (expires in {hit.expires_in} s); "
+                f"jwktool: served from the {where} (expires in {hit.expires_in} s); "
                 "--no-cache asks the server",
                 err=True,
             )

@@ -587,9 +587,10 @@ def test_jwktool_token_with_a_redis_cache_twice_makes_one_request(
     args += ["--issuer", auth_server.issuer, "--scope", SCOPE]
     first = cli(*args, "--cache", redis_server.url)
     assert first.exit_code == 0, first.stderr
-    second = cli(*args, env={"JWKTOOL_TOKEN_CACHE": redis_server.url})
+    second = cli(*args, "-v", env={"JWKTOOL_TOKEN_CACHE": redis_server.url})
     assert second.exit_code == 0, second.stderr
     assert first.stdout == second.stdout
+    assert "served from the Redis token cache" in second.stderr
     assert auth_server.token_requests == 1
     assert [k.split(":")[1] for k in _keys(redis_server)] == ["token"]
 

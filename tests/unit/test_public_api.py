@@ -52,3 +52,14 @@ def test_alg_names_the_algorithms_of_the_jwa_table_and_the_command_line() -> Non
     names = get_args(jwktool.Alg)
     assert names == tuple(_jwa.ALGORITHMS) == keys.ALGORITHMS == _common.ALGORITHMS
     assert keys.DEFAULT_ALG in names
+
+
+def test_the_token_client_and_file_cache_do_not_import_redis() -> None:
+    """redis is the [redis] extra: only a redis:// cache may import it."""
+    code = (
+        "import sys, jwktool, jwktool.exchanger, jwktool.tokencache\n"
+        "jwktool.tokencache.open_cache(None)\n"
+        "print('redis' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"]
