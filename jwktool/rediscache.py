@@ -38,11 +38,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from .errors import InputError
 from .tokens import valid_entry
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = ["DEFAULT_PREFIX", "RedisTokenCache"]
 
@@ -142,7 +145,11 @@ class RedisTokenCache:
         )
         self._prefix = prefix
         self._lock_ms = int(lock_ms)
-        self._seal_key = _derive(secret) if secret is not None else None
+        self._aead: AESGCM | None = None
+        if secret is not None:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+            self._aead = AESGCM(_derive(secret))  # made once: a hit only decrypts
         self._warn = warn
         self._warned = False
         self._warn_lock = threading.Lock()
@@ -228,28 +235,25 @@ class RedisTokenCache:
 
     def _seal(self, name: str, entry: dict[str, Any]) -> bytes:
         plain = json.dumps(entry, separators=(",", ":")).encode("utf-8")
-        if self._seal_key is None:
+        if self._aead is None:
             return plain
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
         nonce = secrets.token_bytes(12)
         # The Redis key is the associated data: a sealed entry opens only under
         # the key it was written for (no replay onto another key, scope or client).
-        sealed = AESGCM(self._seal_key).encrypt(nonce, plain, name.encode("utf-8"))
+        sealed = self._aead.encrypt(nonce, plain, name.encode("utf-8"))
         return b"v1:" + nonce + sealed
 
     def _open(self, name: str, raw: bytes) -> dict[str, Any] | None:
         """The entry stored in ``raw``, or None for anything else (planted, damaged, too big)."""
         if len(raw) > _MAX_ENTRY_BYTES:
             return None
-        if self._seal_key is not None:
+        if self._aead is not None:
             if not raw.startswith(b"v1:") or len(raw) < 3 + 12 + 16:
                 return None
             from cryptography.exceptions import InvalidTag
-            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
             try:
-                raw = AESGCM(self._seal_key).decrypt(raw[3:15], raw[15:], name.encode("utf-8"))
+                raw = self._aead.decrypt(raw[3:15], raw[15:], name.encode("utf-8"))
             except (InvalidTag, ValueError):
                 return None
         try:
