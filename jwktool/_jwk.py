@@ -92,11 +92,27 @@ def public_members(jwk: Mapping[str, Any]) -> dict[str, Any]:
     return {m: jwk[m] for m in _PUBLIC_ORDER[jwk["kty"]]}
 
 
-def public_jwk(jwk: Mapping[str, Any], alg: str, kid: str) -> dict[str, Any]:
-    """Return the pasteable public JWK: key members, then alg, use and kid."""
+def public_jwk(
+    jwk: Mapping[str, Any], alg: str, kid: str, x5c: list[str] | None = None
+) -> dict[str, Any]:
+    """Return the pasteable public JWK: key members, then alg, use and kid.
+
+    With a certificate chain ``x5c`` (RFC 7517 §4.7), also ``x5c`` and the
+    leaf certificate's SHA-256 thumbprint ``x5t#S256`` (§4.9).
+    """
     out = public_members(jwk)
     out.update({"alg": alg, "use": "sig", "kid": kid})
+    if x5c:
+        out["x5c"] = list(x5c)
+        out["x5t#S256"] = cert_thumbprint(x5c[0])
     return out
+
+
+def cert_thumbprint(cert_b64: str, hash_name: str = "sha256") -> str:
+    """Return the base64url ``x5t#S256`` (``sha1``: ``x5t``) of a base64 DER certificate."""
+    import hashlib
+
+    return b64u_encode(hashlib.new(hash_name, base64.b64decode(cert_b64)).digest())
 
 
 def key_size(jwk: Mapping[str, Any]) -> int:

@@ -11,6 +11,7 @@ is never overwritten. File access, locking and encryption are
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
@@ -63,6 +64,10 @@ class KeyRecord:
     sealed: dict[str, str] | None = field(default=None, repr=False)
     #: When a JWKS URL was first seen serving this key (rotation with a published JWKS).
     published: datetime | None = None
+    #: The key's X.509 certificate chain (RFC 7517 §4.7 ``x5c``: standard base64
+    #: DER, the key's own certificate first), and when that certificate expires.
+    x5c: list[str] | None = None
+    cert_expires: datetime | None = None
 
 
 @dataclass
@@ -159,6 +164,11 @@ def serialise_keystore(data: KeystoreData) -> str:
         }
         if r.published is not None:
             entry["published"] = format_time(r.published)
+        if r.x5c:
+            entry["certificate"] = {
+                "x5c": list(r.x5c),
+                "not_after": format_time(r.cert_expires) if r.cert_expires else None,
+            }
         if r.sealed is not None:
             entry["sealed"] = r.sealed
         else:
@@ -258,6 +268,30 @@ def _parse(doc: Any) -> KeystoreData:
     return KeystoreData(keys=keys, encryption=encryption)
 
 
+#: At most this many certificates in a key's chain, each at most this many base64 characters.
+MAX_CHAIN: Final = 10
+MAX_CERT_CHARS: Final = 16384
+_BASE64: Final = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+
+
+def _parse_certificate(value: Any, where: str) -> tuple[list[str], datetime | None]:
+    # Shape only: the certificate was checked against the key when it entered
+    # the keystore (keys cert, keys import), as the key itself was.
+    _want(value, dict, where)
+    chain = _want(value.get("x5c"), list, f"{where}.x5c")
+    if not 0 < len(chain) <= MAX_CHAIN:
+        raise _Bad(f"{where}.x5c must hold 1 to {MAX_CHAIN} certificates")
+    for index, cert in enumerate(chain):
+        if not (
+            isinstance(cert, str)
+            and len(cert) <= MAX_CERT_CHARS
+            and len(cert) % 4 == 0
+            and _BASE64.fullmatch(cert)
+        ):
+            raise _Bad(f"{where}.x5c[{index}] is not base64 DER")
+    return list(chain), _time(value.get("not_after"), f"{where}.not_after", optional=True)
+
+
 def _parse_key(entry: Any, where: str, encrypted: bool) -> KeyRecord:
     _want(entry, dict, where)
     kid = _want(entry.get("kid"), str, f"{where}.kid")
@@ -290,6 +324,10 @@ def _parse_key(entry: Any, where: str, encrypted: bool) -> KeyRecord:
         public=expected_public,
         published=_time(entry.get("published"), f"{where}.published", optional=True),
     )
+    if entry.get("certificate") is not None:
+        record.x5c, record.cert_expires = _parse_certificate(
+            entry["certificate"], f"{where}.certificate"
+        )
     if encrypted:
         sealed = _want(entry.get("sealed"), dict, f"{where}.sealed")
         if not all(isinstance(sealed.get(m), str) for m in ("iv", "ct")):

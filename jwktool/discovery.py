@@ -178,7 +178,11 @@ def resolve_endpoint(
         endpoint = check_url(doc["token_endpoint"], "discovered token endpoint")
     except InputError as exc:  # the server's document is wrong, not our input
         raise ServerUnreachableError(exc.message) from None
-    found = Endpoint(endpoint, server.audience or issuer, issuer, doc)
+    rules = server.rules
+    audience = server.audience or (
+        rules.audience_for(issuer, endpoint) if rules is not None else issuer
+    )
+    found = Endpoint(endpoint, audience, issuer, doc)
     for warning in found.warnings:
         log.info("warning: %s", warning)
     return found

@@ -37,7 +37,7 @@ from .discovery import Endpoint, check_signing_alg, resolve_endpoint
 from .errors import InputError, ServerUnreachableError
 from .keystore import KeystoreLike
 from .settings import DEFAULT_TIMEOUT, RetryPolicy, ServerSettings
-from .signer import DEFAULT_LIFETIME, Signer, probe_assertion
+from .signer import Signer, probe_assertion
 from .tokencache import TokenCacheBackend, cache_key, open_cache
 from .tokenrequest import request_token
 from .tokens import AccessToken, from_cache_entry
@@ -56,6 +56,15 @@ __all__ = [
     "request_token",
     "resolve_endpoint",
 ]
+
+
+def _resource_form(server: ServerSettings) -> tuple[str | None, str | None]:
+    """(resource, audience) form values: the API as RFC 8707 resource, or as Auth0 wants it."""
+    rules = server.rules
+    if rules is not None and rules.resource_param == "audience":
+        return None, server.resource
+    return server.resource, None
+
 
 #: How a jittered delay is drawn: ``jitter(low, high)``.
 Jitter = Callable[[float, float], float]
@@ -80,7 +89,8 @@ class TokenClient:
         (default: 3 retries, 0.5 s doubling to at most 8 s, 30 s of waiting in all).
     :param margin: seconds before expiry to fetch a new token; default the
         larger of 60 s and 10% of the token's lifetime.
-    :param lifetime: seconds each assertion lives (a Signer made here).
+    :param lifetime: seconds each assertion lives (a Signer made here); default
+        300, or the provider's ceiling when it is lower.
     :param kid: sign with this key instead of the active one (a Signer made here).
     :param send_client_id: also send ``client_id`` in the form (RFC 7521 §4.2 allows it).
     :param session: a ``requests.Session`` to use (closed by you, not by :meth:`close`).
@@ -100,7 +110,7 @@ class TokenClient:
         cache: TokenCacheBackend | str | None = None,
         retry: RetryPolicy | None = None,
         margin: float | None = None,
-        lifetime: int = DEFAULT_LIFETIME,
+        lifetime: int | None = None,
         kid: str | None = None,
         send_client_id: bool = True,
         session: requests.Session | None = None,
@@ -174,6 +184,8 @@ class TokenClient:
                 self._endpoint.audience,
                 lifetime=self._lifetime,
                 kid=self._kid,
+                provider=self.server.rules,
+                header=self.server.assertion_header,
             )
         elif self._signer.audience != self._endpoint.audience:
             raise InputError(
@@ -280,7 +292,8 @@ class TokenClient:
                     self._endpoint.token_endpoint,
                     client_id=self.client_id if self._send_client_id else None,
                     scope=self.scope,
-                    resource=self.resource,
+                    resource=_resource_form(self.server)[0],
+                    audience=_resource_form(self.server)[1],
                     session=self._session,
                     ca_bundle=self.server.ca_bundle,
                     timeout=self.server.timeout,
@@ -384,7 +397,7 @@ def fetch_token(
     server: ServerSettings,
     *,
     cache: TokenCacheBackend | str | None = None,
-    lifetime: int = DEFAULT_LIFETIME,
+    lifetime: int | None = None,
     kid: str | None = None,
     retry: RetryPolicy | None = None,
     progress: Callable[[str], None] | None = None,
@@ -431,7 +444,9 @@ def key_verifier(
             endpoints.append(resolve_endpoint(server, budget=budget))
         endpoint = endpoints[0]
         # Any state: proving a retired key is how a rollback starts (activate --verify).
-        assertion = probe_assertion(keystore, kid, client_id, endpoint.audience)
+        assertion = probe_assertion(
+            keystore, kid, client_id, endpoint.audience, header=server.assertion_header
+        )
         header = b64_json(assertion.split(".")[0])
         check_signing_alg(endpoint, header.get("alg") if isinstance(header, dict) else None, kid)
         request_token(
@@ -439,7 +454,8 @@ def key_verifier(
             endpoint.token_endpoint,
             client_id=client_id,
             scope=server.scope,
-            resource=server.resource,
+            resource=_resource_form(server)[0],
+            audience=_resource_form(server)[1],
             ca_bundle=server.ca_bundle,
             timeout=server.timeout,
             kid=kid,

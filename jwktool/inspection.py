@@ -169,7 +169,7 @@ def _known_keys(
     data = store.read()
     for record in data.keys:
         known[record.kid] = (
-            _jwk.public_jwk(record.public, record.alg, record.kid),
+            _jwk.public_jwk(record.public, record.alg, record.kid, record.x5c),
             record.status.value,
         )
     return known, f"keystore {store.path}"

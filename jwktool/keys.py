@@ -160,7 +160,7 @@ def key_info(record: KeyRecord) -> KeyInfo:
         created=record.created,
         activated=record.activated,
         retired=record.retired,
-        public_jwk=_jwk.public_jwk(record.public, record.alg, record.kid),
+        public_jwk=_jwk.public_jwk(record.public, record.alg, record.kid, record.x5c),
         thumbprint=_jwk.thumbprint(record.public),
     )
 
@@ -394,7 +394,7 @@ def export_keys(
         records = [active]
     jwks = []
     for record in records:
-        member = _jwk.public_jwk(record.public, record.alg, record.kid)
+        member = _jwk.public_jwk(record.public, record.alg, record.kid, record.x5c)
         if private:
             member.update(
                 (k, v)

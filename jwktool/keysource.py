@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Protocol, runtime_checkable
 
 from . import _jwa, _jwk
 from ._jwa import Alg
 from ._thumbprint import b64u_encode
 from .errors import InputError, KeyNotFoundError, NoActiveKeyError
+from .headers import CERT_MEMBERS, DEFAULT_HEADER, CertMember, HeaderShape
 from .keystore import (
     KID_RULE,
     KeyRecord,
@@ -34,7 +35,16 @@ from .keystore import (
     valid_kid,
 )
 
-__all__ = ["KeySource", "KeystoreKeySource", "SigningKey", "SigningKeyProtocol"]
+__all__ = [
+    "CERT_MEMBERS",
+    "DEFAULT_HEADER",
+    "CertMember",
+    "HeaderShape",
+    "KeySource",
+    "KeystoreKeySource",
+    "SigningKey",
+    "SigningKeyProtocol",
+]
 
 #: JWS signing input -> raw JWS signature bytes.
 SignFunction = Callable[[bytes], bytes]
@@ -91,9 +101,30 @@ class KeySource(Protocol):
         ...
 
 
-def jws_header(alg: Alg, kid: str) -> str:
-    """Return the encoded JWS header of a client assertion: ``alg``, ``kid``, ``typ: JWT``."""
-    header = json.dumps({"alg": alg, "kid": kid, "typ": "JWT"}, separators=(",", ":"))
+def jws_header(
+    alg: Alg, kid: str, shape: HeaderShape = DEFAULT_HEADER, x5c: Sequence[str] = ()
+) -> str:
+    """Return the encoded JWS header of a client assertion: ``alg``, ``kid``, ``typ: JWT``.
+
+    ``shape`` may drop the ``kid`` and add certificate members made from ``x5c``.
+
+    :raises InputError: certificate members are asked for and the key has no certificate.
+    """
+    members: dict[str, Any] = {"alg": alg}
+    if shape.kid:
+        members["kid"] = kid
+    members["typ"] = "JWT"
+    if shape.cert and not x5c:
+        raise InputError(
+            f"key {kid} has no certificate, and the assertion header needs its "
+            f"{', '.join(shape.cert)}; make one with: jwktool keys cert {kid}"
+        )
+    for member in shape.cert:
+        if member == "x5c":
+            members["x5c"] = list(x5c)
+        else:
+            members[member] = _jwk.cert_thumbprint(x5c[0], "sha1" if member == "x5t" else "sha256")
+    header = json.dumps(members, separators=(",", ":"))
     return b64u_encode(header.encode("utf-8"))
 
 
@@ -111,14 +142,21 @@ class SigningKey:
     Implements :class:`SigningKeyProtocol`.
     """
 
-    __slots__ = ("_header", "_key", "_public_jwk", "_sign", "alg", "kid", "status")
+    __slots__ = ("_header", "_key", "_public_jwk", "_sign", "alg", "kid", "status", "x5c")
 
     def __init__(
-        self, kid: str, alg: Alg, key: _jwk.PrivateKey, status: KeyStatus = KeyStatus.ACTIVE
+        self,
+        kid: str,
+        alg: Alg,
+        key: _jwk.PrivateKey,
+        status: KeyStatus = KeyStatus.ACTIVE,
+        x5c: Sequence[str] = (),
     ) -> None:
         self.kid = kid
         self.alg: Alg = alg
         self.status = status
+        #: The key's certificate chain (``x5c``), if it has one.
+        self.x5c: tuple[str, ...] = tuple(x5c)
         self._key = key
         self._sign = _jwa.signature_function(alg, key)
         self._header = jws_header(alg, kid)
@@ -138,7 +176,7 @@ class SigningKey:
         """The public JWK: key members, ``alg``, ``use`` and ``kid``."""
         if self._public_jwk is None:
             members = _jwk.public_members(_jwk.pyca_to_jwk(self._key))
-            self._public_jwk = _jwk.public_jwk(members, self.alg, self.kid)
+            self._public_jwk = _jwk.public_jwk(members, self.alg, self.kid, list(self.x5c) or None)
         return dict(self._public_jwk)
 
     def sign(self, data: bytes) -> bytes:
@@ -150,8 +188,14 @@ class SigningKey:
         return compact_jws(self._header, self._sign, payload)
 
 
-def prepare(key: SigningKeyProtocol) -> tuple[str, SignFunction]:
+def prepare(
+    key: SigningKeyProtocol, shape: HeaderShape = DEFAULT_HEADER
+) -> tuple[str, SignFunction]:
     """Return the encoded JWS header and the signature function for ``key``.
+
+    ``shape`` says what the header carries; certificate members come from
+    the key's ``x5c`` (a :class:`SigningKey` from a keystore key with a
+    certificate, or any key implementation with an ``x5c`` attribute).
 
     A :class:`SigningKey` gives its own, prepared when it was made. Any other
     implementation is checked here, once: its ``alg`` must be one jwktool
@@ -162,7 +206,9 @@ def prepare(key: SigningKeyProtocol) -> tuple[str, SignFunction]:
     :raises InputError: the key's ``alg`` or ``kid`` is not usable.
     """
     if isinstance(key, SigningKey):
-        return key._header, key._sign
+        if shape == DEFAULT_HEADER:
+            return key._header, key._sign
+        return jws_header(key.alg, key.kid, shape, key.x5c), key._sign
     alg, kid = key.alg, key.kid
     if not _jwa.is_alg(alg):
         raise InputError(f"key {kid!r} has alg {alg!r}; supported: {', '.join(_jwa.ALGORITHMS)}")
@@ -173,7 +219,8 @@ def prepare(key: SigningKeyProtocol) -> tuple[str, SignFunction]:
     def sign(data: bytes) -> bytes:
         return _jwa.check_signature_size(alg, outside_sign(data), kid)
 
-    return jws_header(alg, kid), sign
+    chain = getattr(key, "x5c", None) or ()
+    return jws_header(alg, kid, shape, tuple(chain)), sign
 
 
 def select_record(data: KeystoreData, kid: str | None) -> KeyRecord:
@@ -198,7 +245,7 @@ def select_record(data: KeystoreData, kid: str | None) -> KeyRecord:
 def load_key(store: Keystore, data: KeystoreData, record: KeyRecord) -> SigningKey:
     """Load the private key of ``record`` (decrypting it if need be) and prepare it."""
     private = _jwk.load_private_key(store.private_jwk(data, record))
-    return SigningKey(record.kid, record.alg, private, record.status)
+    return SigningKey(record.kid, record.alg, private, record.status, record.x5c or ())
 
 
 class KeystoreKeySource:
@@ -234,7 +281,13 @@ class KeystoreKeySource:
         with self._lock:
             if self._last is not None:
                 public, last = self._last
-                if (last.kid, last.alg, public) == (record.kid, record.alg, record.public):
+                same = (last.kid, last.alg, public, last.x5c) == (
+                    record.kid,
+                    record.alg,
+                    record.public,
+                    tuple(record.x5c or ()),
+                )
+                if same:
                     last.status = record.status  # the same key: keep the prepared object
                     return last
             key = load_key(self.keystore, data, record)

@@ -10,11 +10,15 @@ environment and the profile. Light on purpose: no requests, no key machinery.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from .errors import InputError
+from .headers import DEFAULT_HEADER, HeaderShape
 
-__all__ = ["DEFAULT_TIMEOUT", "EnvName", "RetryPolicy", "ServerSettings"]
+if TYPE_CHECKING:
+    from .providers import Provider
+
+__all__ = ["DEFAULT_TIMEOUT", "EnvName", "RetryPolicy", "ServerSettings", "provider_settings"]
 
 #: (connect, read) timeouts in seconds for every HTTP request.
 DEFAULT_TIMEOUT: Final = (5.0, 15.0)
@@ -37,6 +41,10 @@ class ServerSettings:
     :param timeout: (connect, read) seconds for each HTTP request, or one number for both.
     :param deadline: most seconds one operation (discovery, every attempt and
         back-off) may take in all; None: bounded by ``timeout`` and the retry policy.
+    :param provider: a provider profile's name (:mod:`jwktool.providers`): its
+        rules (``aud`` form, algorithms, header, lifetime ceiling) apply. An
+        ``env`` alone implies ``digitaal-vlaanderen``.
+    :param header: what the assertion header carries, replacing the provider's.
     """
 
     env: EnvName | None = None
@@ -48,8 +56,16 @@ class ServerSettings:
     ca_bundle: str | None = field(default=None, repr=False)
     timeout: tuple[float, float] = DEFAULT_TIMEOUT
     deadline: float | None = None
+    provider: str | None = None
+    header: HeaderShape | None = None
 
     def __post_init__(self) -> None:
+        if self.provider is not None:
+            from .providers import get_provider
+
+            get_provider(self.provider)
+        if self.header is not None and not isinstance(self.header, HeaderShape):
+            raise InputError("header must be a HeaderShape")
         given = [n for n in ("env", "issuer", "token_endpoint") if getattr(self, n)]
         if len(given) != 1:
             raise InputError(
@@ -78,8 +94,27 @@ class ServerSettings:
     def server_id(self) -> str:
         """Where tokens come from, as the caller named it: the server part of a cache key."""
         return " ".join(
-            str(v) for v in (self.env, self.issuer, self.token_endpoint, self.audience) if v
+            str(v)
+            for v in (self.env, self.issuer, self.token_endpoint, self.audience, self.provider)
+            if v
         )
+
+    @property
+    def rules(self) -> Provider | None:
+        """The provider whose rules apply: the one named, or Digitaal Vlaanderen's for an env."""
+        from .providers import get_provider
+
+        if self.provider is not None:
+            return get_provider(self.provider)
+        return get_provider("digitaal-vlaanderen") if self.env else None
+
+    @property
+    def assertion_header(self) -> HeaderShape:
+        """What the assertion header carries: ``header``, else the provider's, else kid."""
+        if self.header is not None:
+            return self.header
+        rules = self.rules
+        return rules.header if rules is not None else DEFAULT_HEADER
 
 
 @dataclass(frozen=True)
@@ -103,3 +138,69 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if min(self.max_retries, self.backoff, self.max_backoff, self.max_wait) < 0:
             raise InputError("max_retries, backoff, max_backoff and max_wait must not be negative")
+
+
+def provider_settings(
+    name: str,
+    *,
+    env: str | None = None,
+    tenant: str | None = None,
+    realm_url: str | None = None,
+    domain: str | None = None,
+    issuer: str | None = None,
+    token_endpoint: str | None = None,
+    audience: str | None = None,
+    **settings: Any,
+) -> ServerSettings:
+    """Return the :class:`~jwktool.settings.ServerSettings` for a provider's server.
+
+    Give the provider's one locating value (``env`` for digitaal-vlaanderen,
+    ``tenant`` for entra, ``realm_url`` for keycloak, ``domain`` for okta and
+    auth0), or an explicit ``issuer`` or ``token_endpoint`` for a server the
+    shortcut does not cover (a custom Okta authorization server, a sovereign
+    cloud); the provider's ``aud`` rule then picks the audience. ``settings``
+    are the other :class:`ServerSettings` fields (scope, timeout, ...).
+
+    :raises InputError: a missing, extra or malformed locating value.
+    """
+    from .providers import get_provider
+
+    provider = get_provider(name)
+    located = {"env": env, "tenant": tenant, "realm_url": realm_url, "domain": domain}
+    stray = [k for k, v in located.items() if v and k != provider.parameter]
+    if stray:
+        wanted = f"; it takes {provider.parameter}" if provider.parameter else ""
+        raise InputError(
+            f"{stray[0]} does not apply to provider {provider.name}{wanted}",
+            params=(stray[0],),
+        )
+    value = located.get(provider.parameter or "")
+    explicit = [n for n, v in (("issuer", issuer), ("token_endpoint", token_endpoint)) if v]
+    if value and explicit:
+        raise InputError(
+            f"give either {provider.parameter} or {explicit[0]} for provider {provider.name}",
+            params=(provider.parameter or "env", explicit[0]),
+        )
+    common = dict(settings, provider=provider.name)
+    if provider.parameter == "env" and value:
+        return ServerSettings(env=value, audience=audience, **common)  # type: ignore[arg-type]
+    if value:
+        found_issuer, found_endpoint = provider.locate(value)
+        return ServerSettings(
+            token_endpoint=found_endpoint,
+            audience=audience or provider.audience_for(found_issuer, found_endpoint),
+            **common,
+        )
+    if token_endpoint:
+        return ServerSettings(
+            token_endpoint=token_endpoint,
+            audience=audience or provider.audience_for(issuer, token_endpoint),
+            **common,
+        )
+    if issuer:
+        return ServerSettings(issuer=issuer, audience=audience, **common)
+    how = provider.parameter or "issuer or token_endpoint"
+    raise InputError(
+        f"provider {provider.name} needs {how} to find its server",
+        params=(provider.parameter or "issuer",),
+    )

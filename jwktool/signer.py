@@ -29,6 +29,7 @@ from typing import Any, Final, Literal, TypedDict, cast
 from . import _jwk
 from ._jwa import Alg
 from .errors import InputError
+from .headers import DEFAULT_HEADER, HeaderShape
 from .keysource import (
     KeySource,
     KeystoreKeySource,
@@ -42,6 +43,7 @@ from .keysource import (
 )
 from .keystore import Keystore, KeystoreLike, format_time, open_keystore
 from .presets import environment
+from .providers import Provider, get_provider
 
 __all__ = [
     "ASSERTION_TYPE",
@@ -79,20 +81,31 @@ def _new_jti() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _check_lifetime(lifetime: int, allow_long_lifetime: bool) -> int:
+def _check_lifetime(
+    lifetime: int, allow_long_lifetime: bool, provider: Provider | None = None
+) -> int:
     if isinstance(lifetime, bool) or not isinstance(lifetime, int):
         raise InputError("lifetime must be a whole number of seconds")
     if lifetime <= 0:
         raise InputError(f"lifetime must be positive, not {lifetime} seconds", params=("lifetime",))
-    if lifetime > MAX_LIFETIME and not allow_long_lifetime:
+    ceiling = provider.max_lifetime if provider is not None else MAX_LIFETIME
+    if lifetime > ceiling and not allow_long_lifetime:
+        who = provider.title if provider is not None else "Digitaal Vlaanderen"
         raise InputError(
-            f"lifetime {lifetime} s is over the {MAX_LIFETIME} s Digitaal Vlaanderen accepts; "
+            f"lifetime {lifetime} s is over the {ceiling} s {who} accepts; "
             "allow it explicitly (allow_long_lifetime) for another server",
             params=("allow_long_lifetime",),
         )
     if lifetime > _HARD_MAX_LIFETIME:
         raise InputError(f"lifetime over {_HARD_MAX_LIFETIME} s is refused", params=("lifetime",))
     return lifetime
+
+
+def _lifetime_for(lifetime: int | None, provider: Provider | None) -> int:
+    """The lifetime asked for, or the default: 300 s, or the provider's ceiling if lower."""
+    if lifetime is not None:
+        return lifetime
+    return provider.default_lifetime if provider is not None else DEFAULT_LIFETIME
 
 
 def _check_text(value: str, what: str) -> str:
@@ -155,6 +168,7 @@ def make_client_assertion(
     jti: str | None = None,
     extra_claims: Mapping[str, Any] | None = None,
     allow_long_lifetime: bool = False,
+    header: HeaderShape = DEFAULT_HEADER,
 ) -> str:
     """Sign one client assertion (RFC 7523 §3) and return it in compact form.
 
@@ -164,13 +178,16 @@ def make_client_assertion(
 
     :param key: a :class:`SigningKey` or any other signing key implementation.
     :param lifetime: seconds, default 300; over 600 refused unless
-        ``allow_long_lifetime``.
+        ``allow_long_lifetime``. (:class:`Signer` and :func:`create_assertion`
+        with a provider: its ceiling, e.g. Keycloak's 60 s, and a default no longer.)
     :param now: seconds since the epoch or an aware datetime (for tests).
     :param extra_claims: added claims; naming a required claim is an error.
+    :param header: what the header carries besides ``alg`` and ``typ`` (default
+        ``kid``; Entra ID wants ``x5t#S256`` instead, from the key's certificate).
     :raises InputError: bad lifetime, client id, audience or extra claims; a key
-        whose alg or kid is not usable.
+        whose alg or kid is not usable; a header asking for a certificate the key lacks.
     """
-    header, sign = prepare(key)
+    encoded, sign = prepare(key, header)
     _check_lifetime(lifetime, allow_long_lifetime)
     iat = timestamp(now)
     payload = (
@@ -180,7 +197,7 @@ def make_client_assertion(
         + _extra_json(extra_claims)
         + "}"
     )
-    return compact_jws(header, sign, payload.encode("utf-8"))
+    return compact_jws(encoded, sign, payload.encode("utf-8"))
 
 
 def resolve_audience(audience: str | None = None, env: str | None = None) -> str:
@@ -197,7 +214,14 @@ def resolve_audience(audience: str | None = None, env: str | None = None) -> str
     )
 
 
-def probe_assertion(keystore: KeystoreLike, kid: str, client_id: str, audience: str) -> str:
+def probe_assertion(
+    keystore: KeystoreLike,
+    kid: str,
+    client_id: str,
+    audience: str,
+    *,
+    header: HeaderShape = DEFAULT_HEADER,
+) -> str:
     """Sign one assertion with ``kid`` in any state, retired included, to prove the key.
 
     Only for proving a key to the server before it is (re)activated, as
@@ -206,7 +230,8 @@ def probe_assertion(keystore: KeystoreLike, kid: str, client_id: str, audience: 
     """
     store = open_keystore(keystore)
     data = store.read()
-    return make_client_assertion(load_key(store, data, data.find(kid)), client_id, audience)
+    key = load_key(store, data, data.find(kid))
+    return make_client_assertion(key, client_id, audience, header=header)
 
 
 def signing_thumbprint(keystore: KeystoreLike, kid: str | None = None) -> str:
@@ -234,6 +259,10 @@ class Signer:
         source (default 0.1; 0 checks on every call). For a keystore one
         ``stat`` costs about 2% of an RS256-2048 signature; a rotation is seen
         within this time.
+    :param provider: a provider profile (:mod:`jwktool.providers`) whose rules
+        apply: its algorithms (a key with another alg is refused), its header
+        and its lifetime ceiling.
+    :param header: what the header carries, replacing the provider's (default: kid).
     """
 
     def __init__(
@@ -243,17 +272,25 @@ class Signer:
         audience: str | None = None,
         *,
         env: str | None = None,
-        lifetime: int = DEFAULT_LIFETIME,
+        lifetime: int | None = None,
         kid: str | None = None,
         allow_long_lifetime: bool = False,
         check_interval: float = 0.1,
+        provider: str | Provider | None = None,
+        header: HeaderShape | None = None,
     ) -> None:
         self._source: KeySource = (
             keystore if isinstance(keystore, KeySource) else KeystoreKeySource(keystore)
         )
         self.client_id = client_id
         self.audience = resolve_audience(audience, env)
-        self.lifetime = _check_lifetime(lifetime, allow_long_lifetime)
+        self.provider = None if provider is None else get_provider(provider)
+        if header is None:
+            header = self.provider.header if self.provider is not None else DEFAULT_HEADER
+        self.header: HeaderShape = header
+        self.lifetime = _check_lifetime(
+            _lifetime_for(lifetime, self.provider), allow_long_lifetime, self.provider
+        )
         self._kid = kid
         self._prefix = _claims_prefix(client_id, self.audience)
         self._check_interval = check_interval
@@ -308,7 +345,9 @@ class Signer:
         # reload later, never a missed rotation.
         version = self._source.version()
         key = self._source.current(self._kid)
-        self._current = (key, *prepare(key))
+        if self.provider is not None:
+            self.provider.check_alg(key.alg, key.kid)
+        self._current = (key, *prepare(key, self.header))
         self._version = version
 
     def refresh(self) -> None:
@@ -416,23 +455,33 @@ def create_assertion(
     *,
     audience: str | None = None,
     env: str | None = None,
-    lifetime: int = DEFAULT_LIFETIME,
+    lifetime: int | None = None,
     kid: str | None = None,
     allow_long_lifetime: bool = False,
     now: float | datetime | None = None,
     jti: str | None = None,
+    provider: str | Provider | None = None,
+    header: HeaderShape | None = None,
 ) -> ClientAssertion:
-    """Sign one assertion with the keystore's active key (or ``kid``); the CLI's ``sign``."""
+    """Sign one assertion with the keystore's active key (or ``kid``); the CLI's ``sign``.
+
+    ``provider`` applies a provider profile's rules (algorithms, header,
+    lifetime ceiling); ``header`` replaces its header.
+    """
     aud = resolve_audience(audience, env)
+    rules = None if provider is None else get_provider(provider)
     key = KeystoreKeySource(keystore).current(kid)
+    if rules is not None:
+        rules.check_alg(key.alg, key.kid)
     token = make_client_assertion(
         key,
         client_id,
         aud,
-        lifetime=lifetime,
+        lifetime=_lifetime_for(lifetime, rules),
         now=now,
         jti=jti,
         allow_long_lifetime=allow_long_lifetime,
+        header=header or (rules.header if rules is not None else DEFAULT_HEADER),
     )
-    header, claims = (json.loads(_jwk.b64u_decode(part)) for part in token.split(".")[:2])
-    return ClientAssertion(assertion=token, header=header, claims=claims)
+    decoded, claims = (json.loads(_jwk.b64u_decode(part)) for part in token.split(".")[:2])
+    return ClientAssertion(assertion=token, header=decoded, claims=claims)

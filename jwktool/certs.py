@@ -1,0 +1,432 @@
+"""X.509 certificates bound to keystore keys: make, import, describe, export.
+
+Some servers identify a client's key by a certificate rather than by a
+``kid``: Microsoft Entra ID takes only certificate credentials and finds the
+key by the certificate's SHA-256 thumbprint in the assertion header
+(``x5t#S256``, RFC 7515 §4.1.8); other servers want the chain itself
+(``x5c``, §4.1.6). A key in the keystore may carry a chain, its own
+certificate first, stored as RFC 7517 §4.7 ``x5c`` (standard base64 DER).
+
+* :func:`certify_key` makes a self-signed certificate for a key (``jwktool keys cert``).
+* :func:`read_chain` finds the certificates that came with imported key material
+  (a PEM file holding key and chain, or PKCS#12); :func:`attach_chain` checks that
+  the first of them is the key's own and stores it (``jwktool keys import``).
+* :func:`certificate_info` and :func:`export_certificate` describe and export one.
+
+A certificate is checked against its key when it enters the keystore, as
+the key itself is; reading the keystore only checks its shape.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final, Literal, TypedDict
+
+from . import _jwk
+from ._keyfile import MAX_CHAIN
+from .errors import InputError, KeyValidationError
+from .keystore import KeyRecord, KeystoreData, KeystoreLike, format_time, open_keystore
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+__all__ = [
+    "DEFAULT_CERT_DAYS",
+    "CertificateInfo",
+    "CertificateInfoDict",
+    "attach_chain",
+    "certificate_info",
+    "certify_key",
+    "export_certificate",
+    "make_certificate",
+    "read_chain",
+]
+
+#: Validity of a certificate jwktool makes, in days: a year, renewed by rotation long before.
+DEFAULT_CERT_DAYS: Final = 365
+#: A self-signed certificate may be valid for at most this many days (about 5 years).
+MAX_CERT_DAYS: Final = 1830
+#: Servers and clocks disagree by minutes: a new certificate is valid from 5 minutes ago.
+_BACKDATE: Final = timedelta(minutes=5)
+
+
+class CertificateInfoDict(TypedDict):
+    """What :meth:`CertificateInfo.as_dict` returns (``jwktool keys cert --json``)."""
+
+    kid: str
+    subject: str
+    issuer: str
+    self_signed: bool
+    not_before: str
+    not_after: str
+    sha256: str
+    sha1: str
+    x5t_s256: str
+    chain_length: int
+
+
+@dataclass(frozen=True)
+class CertificateInfo:
+    """A key's certificate: who it names, how long it lasts, its thumbprints.
+
+    ``sha256`` and ``sha1`` are hex, colon-separated, upper case, as ``openssl
+    x509 -fingerprint`` prints them (Entra's portal shows the SHA-1 one, without
+    colons, as the certificate's "Thumbprint"); ``x5t_s256`` is the base64url
+    form the assertion header carries.
+    """
+
+    kid: str
+    subject: str
+    issuer: str
+    not_before: datetime
+    not_after: datetime
+    sha256: str
+    sha1: str
+    x5t_s256: str
+    chain_length: int
+
+    @property
+    def self_signed(self) -> bool:
+        """Whether the certificate is its own issuer (jwktool can renew those)."""
+        return self.subject == self.issuer
+
+    def as_dict(self) -> CertificateInfoDict:
+        """Return a JSON-ready description (times RFC 3339)."""
+        return {
+            "kid": self.kid,
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "self_signed": self.self_signed,
+            "not_before": format_time(self.not_before),
+            "not_after": format_time(self.not_after),
+            "sha256": self.sha256,
+            "sha1": self.sha1,
+            "x5t_s256": self.x5t_s256,
+            "chain_length": self.chain_length,
+        }
+
+
+def _fingerprint(der: bytes, name: str) -> str:
+    return ":".join(f"{b:02X}" for b in hashlib.new(name, der).digest())
+
+
+def _load_der(cert_b64: str) -> x509.Certificate:
+    from cryptography import x509
+
+    try:
+        return x509.load_der_x509_certificate(base64.b64decode(cert_b64))
+    except ValueError as exc:
+        raise KeyValidationError(f"the stored certificate does not parse: {exc}") from None
+
+
+def describe(record: KeyRecord) -> CertificateInfo:
+    """Describe the certificate of ``record``.
+
+    :raises InputError: the key has no certificate.
+    """
+    if not record.x5c:
+        raise InputError(
+            f"key {record.kid} has no certificate; make one with: jwktool keys cert {record.kid}"
+        )
+    cert = _load_der(record.x5c[0])
+    der = base64.b64decode(record.x5c[0])
+    return CertificateInfo(
+        kid=record.kid,
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        sha256=_fingerprint(der, "sha256"),
+        sha1=_fingerprint(der, "sha1"),
+        x5t_s256=_jwk.cert_thumbprint(record.x5c[0]),
+        chain_length=len(record.x5c),
+    )
+
+
+def _subject(text: str) -> x509.Name:
+    from cryptography import x509
+
+    if not text.strip():
+        raise InputError("the certificate subject is empty", params=("subject",))
+    try:
+        name = x509.Name.from_rfc4514_string(text)
+    except ValueError as exc:
+        raise InputError(
+            f"subject {text[:80]!r} is not an RFC 4514 name such as 'CN=my-client,O=Example' "
+            f"({exc})",
+            params=("subject",),
+        ) from None
+    if not list(name):
+        raise InputError("the certificate subject is empty", params=("subject",))
+    return name
+
+
+def make_certificate(key: _jwk.PrivateKey, subject: str, days: int, now: datetime) -> bytes:
+    """Return the DER of a self-signed certificate for ``key`` (SHA-256; Ed25519 signs itself).
+
+    An end-entity certificate: not a CA, for digital signatures only, valid
+    from five minutes before ``now`` for ``days`` days.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_CERT_DAYS:
+        raise InputError(
+            f"a certificate lasts 1 to {MAX_CERT_DAYS} days, not {days}", params=("days",)
+        )
+    name = _subject(subject)
+    public = key.public_key()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _BACKDATE)
+        .not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+    )
+    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    return builder.sign(key, algorithm).public_bytes(Encoding.DER)
+
+
+def _public_members(cert: x509.Certificate) -> dict[str, Any] | None:
+    """The certificate's public key as JWK members, or None for a key type jwktool lacks."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        numbers = key.public_numbers()
+        return {"kty": "RSA", "n": _jwk._int_to_b64u(numbers.n), "e": _jwk._int_to_b64u(numbers.e)}
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        crv = {"secp256r1": ("P-256", 32), "secp384r1": ("P-384", 48)}.get(key.curve.name)
+        if crv is None:
+            return None
+        point = key.public_numbers()
+        return {
+            "kty": "EC",
+            "crv": crv[0],
+            "x": _jwk._int_to_b64u(point.x, crv[1]),
+            "y": _jwk._int_to_b64u(point.y, crv[1]),
+        }
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return {"kty": "OKP", "crv": "Ed25519", "x": _jwk.b64u_encode(raw)}
+    return None
+
+
+def read_chain(material: bytes, passphrase: bytes | None = None) -> tuple[bytes, list[bytes]]:
+    """Split imported key material into the key material and its certificates (DER).
+
+    A PEM file may hold the key and its chain in any order; PKCS#12 (``.p12``,
+    ``.pfx``; ``passphrase`` opens it) holds key, certificate and chain and is
+    returned as a PKCS#8 PEM of the key. Anything else comes back as it was,
+    with no certificates.
+
+    :raises KeyValidationError: a PKCS#12 file that does not open or holds no key.
+    """
+    from cryptography import x509
+
+    stripped = material.lstrip()
+    if stripped.startswith(b"{"):
+        return material, []
+    if b"-----BEGIN" in stripped:
+        if b"CERTIFICATE-----" not in stripped:
+            return material, []
+        try:
+            certs = x509.load_pem_x509_certificates(material)
+        except ValueError as exc:
+            raise KeyValidationError(
+                f"a certificate in the PEM file does not parse: {exc}"
+            ) from None
+        return material, [c.public_bytes(_der()) for c in certs]
+    return _read_pkcs12(material, passphrase)
+
+
+def _der() -> Any:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return Encoding.DER
+
+
+def _read_pkcs12(material: bytes, passphrase: bytes | None) -> tuple[bytes, list[bytes]]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    try:
+        key, cert, extra = pkcs12.load_key_and_certificates(material, passphrase)
+    except ValueError:
+        hint = (
+            "give its passphrase (pem_passphrase)"
+            if passphrase is None
+            else "wrong passphrase, or not a PKCS#12 file"
+        )
+        raise KeyValidationError(
+            f"unrecognised key format: expected a JWK, a JWKS, a PEM file or PKCS#12 ({hint})",
+            params=("pem_passphrase",) if passphrase is None else (),
+        ) from None
+    except TypeError as exc:
+        raise KeyValidationError(f"cannot read the PKCS#12 file: {exc}") from None
+    if key is None:
+        raise KeyValidationError("the PKCS#12 file holds no private key")
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    chain = ([cert] if cert is not None else []) + list(extra)
+    return pem, [c.public_bytes(_der()) for c in chain]
+
+
+def attach_chain(
+    record: KeyRecord, chain: list[bytes], now: datetime, *, what: str = "the certificate"
+) -> None:
+    """Store ``chain`` (DER) on ``record`` after checking it belongs to the key.
+
+    The key's own certificate goes first, whatever order the file had; the
+    rest keep their order. An expired certificate is refused.
+
+    :raises KeyValidationError: no certificate holds this key, or it expired.
+    """
+    from cryptography import x509
+
+    if not chain:
+        return
+    if len(chain) > MAX_CHAIN:
+        raise KeyValidationError(f"a chain of {len(chain)} certificates; at most {MAX_CHAIN}")
+    parsed = [x509.load_der_x509_certificate(der) for der in chain]
+    own = [i for i, cert in enumerate(parsed) if _public_members(cert) == record.public]
+    if not own:
+        raise KeyValidationError(f"{what} does not certify this key: its public key is another one")
+    first = own[0]
+    order = [first] + [i for i in range(len(chain)) if i != first]
+    leaf = parsed[first]
+    if leaf.not_valid_after_utc <= now:
+        raise KeyValidationError(
+            f"{what} expired on {format_time(leaf.not_valid_after_utc)}; get a new one"
+        )
+    record.x5c = [base64.b64encode(chain[i]).decode("ascii") for i in order]
+    record.cert_expires = leaf.not_valid_after_utc
+
+
+def certify_key(
+    keystore: KeystoreLike,
+    kid: str,
+    *,
+    subject: str | None = None,
+    days: int = DEFAULT_CERT_DAYS,
+    replace: bool = False,
+    now: datetime | None = None,
+) -> CertificateInfo:
+    """Make a self-signed certificate for key ``kid`` and store it with the key.
+
+    :param subject: an RFC 4514 name; default ``CN=jwktool <first 16 characters of kid>``.
+    :param days: validity, 1 to :data:`MAX_CERT_DAYS` (default 365).
+    :param replace: replace a certificate the key already has (else refused).
+    :raises InputError: a bad subject or days, or a certificate exists.
+    """
+    from .keys import check_now
+
+    store = open_keystore(keystore)
+    when = check_now(now)
+    with store.update() as data:
+        record = data.find(kid)
+        if record.x5c and not replace:
+            raise InputError(
+                f"key {record.kid} already has a certificate (until "
+                f"{format_time(record.cert_expires) if record.cert_expires else '?'}); "
+                "replace it explicitly",
+                params=("replace",),
+            )
+        key = _jwk.load_private_key(store.private_jwk(data, record))
+        der = make_certificate(key, subject or f"CN=jwktool {record.kid[:16]}", days, when)
+        attach_chain(record, [der], when)
+    return describe(record)
+
+
+def renew_like(store_key: _jwk.PrivateKey, old: KeyRecord, now: datetime) -> list[str] | None:
+    """The x5c for a new key that replaces ``old``: a self-signed certificate like its own.
+
+    Same subject and the same validity length. None when ``old`` has no
+    certificate or one a CA issued (jwktool cannot renew that; ``keys status``
+    warns before it expires).
+    """
+    if not old.x5c:
+        return None
+    cert = _load_der(old.x5c[0])
+    if cert.subject != cert.issuer:
+        return None
+    days = max(1, min(MAX_CERT_DAYS, (cert.not_valid_after_utc - cert.not_valid_before_utc).days))
+    der = make_certificate(store_key, cert.subject.rfc4514_string(), days, now)
+    return [base64.b64encode(der).decode("ascii")]
+
+
+def certificate_info(keystore: KeystoreLike, kid: str | None = None) -> CertificateInfo:
+    """Describe the certificate of key ``kid`` (default: the active key)."""
+    data = open_keystore(keystore).read()
+    return describe(_record(data, kid))
+
+
+def _record(data: KeystoreData, kid: str | None) -> KeyRecord:
+    if kid is not None:
+        return data.find(kid)
+    active = data.active()
+    if active is None:
+        raise InputError("the keystore has no active key; name one with kid", params=("kid",))
+    return active
+
+
+CertFormat = Literal["cert", "x5c"]
+
+
+def export_certificate(
+    keystore: KeystoreLike, kid: str | None = None, *, format: CertFormat = "cert"
+) -> str:
+    """Export a key's certificate chain: PEM (``cert``) or a JSON ``x5c`` array.
+
+    :raises InputError: the key has no certificate, or an unknown format.
+    """
+    import json
+
+    data = open_keystore(keystore).read()
+    record = _record(data, kid)
+    describe(record)  # the "no certificate" message
+    assert record.x5c is not None
+    if format == "x5c":
+        return json.dumps(list(record.x5c), indent=2) + "\n"
+    if format != "cert":
+        raise InputError(f"certificate format must be cert or x5c, not {format!r}")
+    lines: list[str] = []
+    for cert in record.x5c:
+        lines.append("-----BEGIN CERTIFICATE-----")
+        lines.extend(cert[i : i + 64] for i in range(0, len(cert), 64))
+        lines.append("-----END CERTIFICATE-----")
+    return "\n".join(lines) + "\n"
+
+
+def chain_of(key: Mapping[str, Any] | object) -> tuple[str, ...]:
+    """The ``x5c`` of a signing key, if it has one (a keystore key, or any key with ``x5c``)."""
+    chain = getattr(key, "x5c", None)
+    return tuple(chain) if chain else ()
