@@ -468,3 +468,21 @@ def _parse_pem(data: bytes, passphrase: bytes | None) -> dict[str, Any]:
     except UnsupportedAlgorithm as exc:
         raise KeyValidationError(f"unsupported PEM key: {_reason(exc)}") from None
     return validate_private_key(key)
+
+
+def to_pem(jwk: Mapping[str, Any], private: bool) -> str:
+    """Return one key as PEM: PKCS#8 with ``private``, else SubjectPublicKeyInfo."""
+    from cryptography.hazmat.primitives import serialization
+
+    if private:
+        key = load_private_key(jwk)
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode("ascii")
+    return (
+        load_public_key(jwk)
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode("ascii")
+    )

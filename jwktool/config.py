@@ -87,6 +87,11 @@ PROFILE_KEYS: Final[dict[str, type | tuple[type, ...]]] = {
     "max_pending_age": str,
     "cache": str,
     "cache_password_file": str,
+    "provider": str,
+    "tenant": str,
+    "realm_url": str,
+    "domain": str,
+    "header": (list, str),
 }
 _PATH_KEYS: Final = ("keystore", "passphrase_file", "ca_bundle", "cache_password_file")
 

@@ -17,6 +17,7 @@ from typing import Any, Final, Literal, TypeAlias, TypedDict
 from . import _jwa, _jwk
 from .errors import AssertionCheckError, InputError, KeyValidationError
 from .keystore import KeystoreLike, open_keystore
+from .providers import Provider, get_provider
 from .signer import MAX_LIFETIME, AssertionTimes, readable_times, resolve_audience, timestamp
 
 __all__ = [
@@ -152,26 +153,49 @@ def decode_jwt(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes
     return decoded[0], decoded[1], (parts[0] + "." + parts[1]).encode("ascii"), signature
 
 
+def _certified(jwk: Mapping[str, Any]) -> str | None:
+    """The SHA-256 thumbprint of a JWK's certificate (from its x5c, else its x5t#S256)."""
+    chain = jwk.get("x5c")
+    if isinstance(chain, list) and chain and isinstance(chain[0], str):
+        try:
+            return _jwk.cert_thumbprint(chain[0])
+        except ValueError:
+            return None
+    value = jwk.get("x5t#S256")
+    return value if isinstance(value, str) else None
+
+
 def _known_keys(
     keystore: KeystoreLike | None, jwks: Mapping[str, Any] | None
 ) -> tuple[dict[str, tuple[dict[str, Any], str | None]], str]:
-    """Return kid -> (public JWK, status or None) and a description of the source."""
+    """Return kid -> (public JWK, status or None) and a description of the source.
+
+    Keys with a certificate are also listed under ``x5t#S256:<thumbprint>``.
+    """
     known: dict[str, tuple[dict[str, Any], str | None]] = {}
     if jwks is not None:
         entries = jwks.get("keys") if isinstance(jwks, Mapping) else None
         if not isinstance(entries, list):
             raise InputError("the JWKS must be a JSON object with a 'keys' list")
         for entry in entries:
-            if isinstance(entry, Mapping) and isinstance(entry.get("kid"), str):
+            if not isinstance(entry, Mapping):
+                continue
+            if isinstance(entry.get("kid"), str):
                 known[entry["kid"]] = (dict(entry), None)
+            thumb = _certified(entry)
+            if thumb:
+                known["x5t#S256:" + thumb] = (dict(entry), None)
         return known, "the given JWKS"
     store = open_keystore(keystore)
     data = store.read()
     for record in data.keys:
-        known[record.kid] = (
+        entry = (
             _jwk.public_jwk(record.public, record.alg, record.kid, record.x5c),
             record.status.value,
         )
+        known[record.kid] = entry
+        if record.x5c:
+            known["x5t#S256:" + _jwk.cert_thumbprint(record.x5c[0])] = entry
     return known, f"keystore {store.path}"
 
 
@@ -193,21 +217,32 @@ def inspect_assertion(
     audience: str | None = None,
     env: str | None = None,
     now: float | datetime | None = None,
-    max_lifetime: int = MAX_LIFETIME,
+    max_lifetime: int | None = None,
+    provider: str | Provider | None = None,
 ) -> Inspection:
-    """Decode a client assertion and check it the way Digitaal Vlaanderen would.
+    """Decode a client assertion and check it the way its server would.
 
     The signature is verified against ``jwks`` when given, else the keystore.
-    Checks: alg, typ, kid present and known, signature, iss = sub, aud (the
-    expected audience if given; never the token endpoint URL or with a
-    trailing slash), exp in the future, exp - iat at most ``max_lifetime``,
-    iat not in the future, jti present.
+    Checks: alg, typ, kid (or certificate thumbprint) present and known,
+    signature, iss = sub, aud (the expected audience if given), exp in the
+    future, exp - iat at most ``max_lifetime``, iat not in the future, jti present.
+
+    Without ``provider`` the rules are Digitaal Vlaanderen's (aud never the
+    token endpoint URL nor with a trailing slash; RS256 is what it is known
+    to accept). With one, that provider's: its algorithms, the header members
+    it needs (Entra ID: ``x5t#S256`` of a registered certificate), its
+    lifetime ceiling (unless ``max_lifetime`` is given).
 
     :raises AssertionCheckError: the input is not a JWT at all.
     """
     header, claims, signing_input, signature = decode_jwt(assertion)
     at = timestamp(now)
     checks: list[Check] = []
+    rules = None if provider is None else get_provider(provider)
+    if rules is not None and rules.name == "digitaal-vlaanderen":
+        rules = None  # the default rules are Digitaal Vlaanderen's
+    if max_lifetime is None:
+        max_lifetime = rules.max_lifetime if rules is not None else MAX_LIFETIME
 
     def add(name: str, level: CheckLevel, message: str) -> None:
         checks.append(Check(name, level, message))
@@ -215,7 +250,15 @@ def inspect_assertion(
     alg = header.get("alg")
     if not isinstance(alg, str):
         alg = repr(alg)[:40]
-    if alg in _jwk.ALGORITHMS:
+    if rules is not None and alg in _jwk.ALGORITHMS:
+        accepted = alg in rules.algorithms
+        add(
+            "alg",
+            "ok" if accepted else "fail",
+            f"alg {alg}"
+            + ("" if accepted else f": {rules.title} accepts {', '.join(rules.algorithms)}"),
+        )
+    elif alg in _jwk.ALGORITHMS:
         add(
             "alg",
             "ok" if alg == "RS256" else "warn",
@@ -233,18 +276,27 @@ def inspect_assertion(
 
     kid = header.get("kid")
     known, source = _known_keys(keystore, jwks)
-    if not isinstance(kid, str) or not kid:
+    by_certificate = rules is not None and not rules.header.kid
+    if by_certificate:
+        assert rules is not None
+        kid = _check_cert_members(header, rules, known, source, add)
+    if by_certificate and kid is None:
+        pass  # reported by _check_cert_members
+    elif not isinstance(kid, str) or not kid:
         add("kid", "fail", "the header has no kid; the server cannot pick the key")
     elif kid not in known:
         add("kid", "fail", f"kid {kid} is not in {source}: the server will not know it either")
     else:
         jwk, status = known[kid]
-        if status == "retired":
+        if kid.startswith("x5t#S256:"):
+            pass  # reported by _check_cert_members
+        elif status == "retired":
             add("kid", "warn", f"kid {kid} is a retired key; the server may have dropped it")
         elif status == "pending":
             add("kid", "warn", f"kid {kid} is pending: is it registered with the server yet?")
         else:
             add("kid", "ok", f"kid {kid} found in {source}")
+        kid = str(jwk.get("kid", kid))
         if alg in _jwk.ALGORITHMS:
             try:
                 # The rules of 'keys import': RSA of at least 2048 bits, and
@@ -276,6 +328,8 @@ def inspect_assertion(
         add("aud", "fail", f"aud must be one string, not {type(aud).__name__}")
     elif expected is not None and aud != expected:
         add("aud", "fail", f"aud {aud!r} is not the expected {expected!r}")
+    elif rules is not None:
+        add("aud", "ok", f"aud {aud}" + ("" if expected else f" (the {rules.audience} expected)"))
     elif aud.endswith("/v1/token") or aud.endswith("/token"):
         add(
             "aud",
@@ -324,3 +378,39 @@ def inspect_assertion(
     else:
         add("jti", "fail", "jti is missing: every assertion needs a unique jti")
     return Inspection(header=header, claims=claims, checks=tuple(checks))
+
+
+def _check_cert_members(
+    header: Mapping[str, Any],
+    rules: Provider,
+    known: Mapping[str, tuple[dict[str, Any], str | None]],
+    source: str,
+    add: Any,
+) -> str | None:
+    """A provider that names the key by certificate: check the header's members.
+
+    Returns the key to verify with, as a key of ``known``; None when none is found.
+    """
+    missing = [m for m in rules.header.cert if not header.get(m)]
+    if missing:
+        add(
+            "kid",
+            "fail",
+            f"the header has no {', '.join(missing)}; {rules.title} finds the key by it",
+        )
+        return None
+    thumb = header.get("x5t#S256")
+    if not isinstance(thumb, str):
+        add("kid", "warn", "the header has no x5t#S256; the key cannot be checked here")
+        return None
+    name = "x5t#S256:" + thumb
+    if name not in known:
+        add(
+            "kid",
+            "fail",
+            f"no certificate with x5t#S256 {thumb[:60]} in {source}: "
+            "the server will not know it either",
+        )
+        return None
+    add("kid", "ok", f"certificate x5t#S256 {thumb} found in {source}")
+    return name

@@ -108,6 +108,7 @@ class KeyInfoDict(TypedDict):
     age_seconds: int
     thumbprint: str
     public_jwk: dict[str, Any]
+    certificate_expires: str | None
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,8 @@ class KeyInfo:
     retired: datetime | None
     public_jwk: Mapping[str, Any] = field(compare=False)
     thumbprint: str = field(compare=False)
+    #: When the key's certificate expires; None: it has none (:mod:`jwktool.certs`).
+    certificate_expires: datetime | None = None
 
     def age(self, now: datetime | None = None) -> timedelta:
         """Return the time since the key was created."""
@@ -145,6 +148,9 @@ class KeyInfo:
             "age_seconds": int(self.age(now).total_seconds()),
             "thumbprint": self.thumbprint,
             "public_jwk": dict(self.public_jwk),
+            "certificate_expires": (
+                format_time(self.certificate_expires) if self.certificate_expires else None
+            ),
         }
 
 
@@ -162,6 +168,7 @@ def key_info(record: KeyRecord) -> KeyInfo:
         retired=record.retired,
         public_jwk=_jwk.public_jwk(record.public, record.alg, record.kid, record.x5c),
         thumbprint=_jwk.thumbprint(record.public),
+        certificate_expires=record.cert_expires if record.x5c else None,
     )
 
 
@@ -305,9 +312,12 @@ def import_key(
     encrypt: bool = False,
     now: datetime | None = None,
 ) -> list[KeyInfo]:
-    """Adopt existing private keys: a JWK, a JWKS, or a PEM file.
+    """Adopt existing private keys: a JWK, a JWKS, a PEM file or PKCS#12.
 
-    PEM may be PKCS#1, PKCS#8 or SEC1, encrypted with ``pem_passphrase``.
+    PEM may be PKCS#1, PKCS#8 or SEC1, encrypted with ``pem_passphrase``, and
+    may hold the key's certificate chain; PKCS#12 (opened with
+    ``pem_passphrase``) holds key and chain. A chain is kept with the key
+    once its first certificate is shown to hold this key (:mod:`jwktool.certs`).
     Each key is fully validated (encoding, consistency of every public member,
     RSA at least 2048 bits, alg matching the key type) before anything is written.
 
@@ -315,9 +325,13 @@ def import_key(
     :param kid: the key id (single key only); default the JWK's ``kid`` or the thumbprint.
     :returns: the imported keys, in input order.
     """
+    from .certs import attach_chain, read_chain
+
     store = open_keystore(keystore)
     when = check_now(now)
-    entries = _jwk.parse_key_material(material, pem_passphrase)
+    key_material, chain = read_chain(material, pem_passphrase)
+    opened = key_material is not material  # PKCS#12, already decrypted
+    entries = _jwk.parse_key_material(key_material, None if opened else pem_passphrase)
     if kid is not None:
         _check_kid(kid)
         if len(entries) != 1:
@@ -340,6 +354,8 @@ def import_key(
     with store.update(create=True, encrypt=encrypt) as data:
         _check_encrypt(data, encrypt, store)
         records = [add_key(store, data, jwk, a, k, activate, when) for jwk, a, k in prepared]
+        if len(records) == 1:
+            attach_chain(records[0], chain, when)
     return [key_info(r) for r in records]
 
 
@@ -406,24 +422,7 @@ def export_keys(
         return json.dumps({"keys": jwks}, indent=2) + "\n"
     if fmt is ExportFormat.JWK:
         return json.dumps(jwks[0], indent=2) + "\n"
-    return _to_pem(jwks[0], private)
-
-
-def _to_pem(jwk: Mapping[str, Any], private: bool) -> str:
-    from cryptography.hazmat.primitives import serialization
-
-    if private:
-        key = _jwk.load_private_key(jwk)
-        return key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ).decode("ascii")
-    return (
-        _jwk.load_public_key(jwk)
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode("ascii")
-    )
+    return _jwk.to_pem(jwks[0], private)
 
 
 # -- explicit status changes ----------------------------------------------------

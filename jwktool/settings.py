@@ -18,7 +18,14 @@ from .headers import DEFAULT_HEADER, HeaderShape
 if TYPE_CHECKING:
     from .providers import Provider
 
-__all__ = ["DEFAULT_TIMEOUT", "EnvName", "RetryPolicy", "ServerSettings", "provider_settings"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "EnvName",
+    "RetryPolicy",
+    "ServerSettings",
+    "offline_audience",
+    "provider_settings",
+]
 
 #: (connect, read) timeouts in seconds for every HTTP request.
 DEFAULT_TIMEOUT: Final = (5.0, 15.0)
@@ -203,4 +210,29 @@ def provider_settings(
     raise InputError(
         f"provider {provider.name} needs {how} to find its server",
         params=(provider.parameter or "issuer",),
+    )
+
+
+def offline_audience(server: ServerSettings) -> str:
+    """The assertion's ``aud`` for ``server``, known without asking the server.
+
+    For signing alone (``jwktool sign``): a preset environment's issuer, an
+    explicit audience, a provider's shortcut (which names the token endpoint),
+    or an issuer when the provider's ``aud`` is the issuer.
+
+    :raises InputError: the ``aud`` is the token endpoint, which only discovery would tell.
+    """
+    if server.env:
+        from .presets import environment
+
+        return server.audience or environment(server.env).audience
+    if server.audience:
+        return server.audience
+    rules = server.rules
+    if server.issuer and (rules is None or rules.audience == "issuer"):
+        return server.issuer
+    raise InputError(
+        "this provider's aud is its token endpoint: give token_endpoint or audience "
+        "(signing alone asks no server)",
+        params=("token_endpoint", "audience"),
     )

@@ -197,6 +197,7 @@ UNMISTAKABLE: Final = (
     "max_pending_age",
     "allow_long_lifetime",
     "allow_short_passphrase",
+    "realm_url",
 )
 
 

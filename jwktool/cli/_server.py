@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import click
@@ -19,13 +20,77 @@ if TYPE_CHECKING:
     from ..settings import ServerSettings
 
 #: The options that say where to get tokens; an explicit one replaces the profile's.
-WHERE: Final = ("env", "issuer", "token_endpoint", "audience")
+WHERE: Final = (
+    "env",
+    "issuer",
+    "token_endpoint",
+    "audience",
+    "provider",
+    "tenant",
+    "realm_url",
+    "domain",
+)
 #: The options of :func:`server_options`, handed to the command as one ``server`` dict.
-SERVER_OPTIONS: Final = (*WHERE, "scope", "resource", "ca_bundle", "timeout")
+SERVER_OPTIONS: Final = (*WHERE, "header", "scope", "resource", "ca_bundle", "timeout")
+#: ``--provider`` choices (a test keeps them equal to jwktool.providers.PROVIDERS).
+PROVIDER_NAMES: Final = ("digitaal-vlaanderen", "entra", "keycloak", "okta", "auth0", "generic")
+#: ``--header`` choices: what the assertion header carries besides alg and typ.
+HEADER_MEMBERS: Final = ("kid", "x5t#S256", "x5t", "x5c")
 #: A word of a :class:`ServerSettings` message that names a setting (each is an option).
 _SETTING_WORD: Final = re.compile(
-    r"(?<![\w-])(?:env|issuer|token_endpoint|audience|timeout)(?![\w-])"
+    r"(?<![\w-])(?:env|issuer|token_endpoint|audience|timeout|tenant|realm_url|domain|provider)(?![\w-])"
 )
+
+
+def provider_option_list() -> list[Callable[[F], F]]:
+    """``--provider``, its locating options and ``--header``, for every command with a server."""
+    return [
+        click.option(
+            "--provider",
+            envvar="JWKTOOL_PROVIDER",
+            type=click.Choice(PROVIDER_NAMES),
+            default=None,
+            help="Apply this server product's rules (aud, algorithms, header, lifetime); "
+            "see docs/providers.md.",
+        ),
+        click.option(
+            "--tenant",
+            envvar="JWKTOOL_TENANT",
+            default=None,
+            help="entra: the directory (tenant) id or domain.",
+        ),
+        click.option(
+            "--realm-url",
+            envvar="JWKTOOL_REALM_URL",
+            default=None,
+            help="keycloak: the realm URL, https://HOST/realms/NAME.",
+        ),
+        click.option(
+            "--domain",
+            envvar="JWKTOOL_DOMAIN",
+            default=None,
+            help="okta, auth0: the tenant's domain, e.g. dev-123.okta.com.",
+        ),
+        click.option(
+            "--header",
+            "header",
+            envvar="JWKTOOL_HEADER",
+            multiple=True,
+            type=click.Choice(HEADER_MEMBERS),
+            help="What the assertion header carries besides alg and typ (repeat it; "
+            "default: kid, or the provider's, e.g. x5t#S256 for entra).",
+        ),
+    ]
+
+
+def header_shape(members: tuple[str, ...] | list[str] | None) -> Any:
+    """The :class:`~jwktool.headers.HeaderShape` of ``--header`` values, or None when none."""
+    if not members:
+        return None
+    from ..headers import HeaderShape
+
+    chosen = [m for m in members if m != "kid"]
+    return HeaderShape(kid="kid" in members, cert=tuple(chosen))  # type: ignore[arg-type]
 
 
 def _check_scope(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -119,6 +184,7 @@ def server_options(func: F) -> F:
             show_default=True,
             help="Seconds to wait for the server to answer.",
         ),
+        *provider_option_list(),
     ]
     for option in reversed(options):
         command = option(command)
@@ -152,18 +218,29 @@ def server_settings(ctx: click.Context, server: dict[str, Any]) -> ServerSetting
     them in ``params``: each such word is listed here, for :func:`as_options`.
     """
     from ..errors import InputError
-    from ..settings import ServerSettings
+    from ..settings import ServerSettings, provider_settings
 
     given = dict(server)
     timeout = given.pop("timeout")
+    given["header"] = header_shape(given.pop("header"))
     where = explicit_where(ctx, **{name: given.pop(name) for name in WHERE})
+    provider = where.pop("provider")
+    located = {name: where.pop(name) for name in ("tenant", "realm_url", "domain")}
+    times = {"timeout": (min(5.0, timeout), timeout), "deadline": timeout}
     try:
-        return ServerSettings(
-            **where, **given, timeout=(min(5.0, timeout), timeout), deadline=timeout
-        )
+        if provider:
+            return provider_settings(provider, **where, **located, **given, **times)
+        stray = next((name for name, value in located.items() if value), None)
+        if stray:
+            raise InputError(
+                f"{stray} needs provider (entra, keycloak, okta or auth0)",
+                params=(stray, "provider"),
+            )
+        return ServerSettings(**where, **given, **times)
     except InputError as exc:
         named = tuple(match.group(0) for match in _SETTING_WORD.finditer(exc.message))
-        raise InputError(exc.message, params=named) from None
+        listed = tuple(p for p in exc.params if p not in named)
+        raise InputError(exc.message, params=named + listed) from None
 
 
 def _set_verbosity(ctx: click.Context, param: click.Parameter, value: int) -> int:

@@ -23,6 +23,7 @@ from ._common import (
     read_secret_file,
 )
 from ._server import server_options, verifier
+from .certs import keys_cert
 from .rotate import keys_publish, keys_rotate, keys_status, short_age
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ def keys() -> None:
 keys.add_command(keys_rotate)
 keys.add_command(keys_status)
 keys.add_command(keys_publish)
+keys.add_command(keys_cert)
 
 
 @keys.command("generate")
@@ -113,7 +115,7 @@ def keys_generate(
     "--pem-passphrase-file",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    help="File holding the passphrase of an encrypted PEM.",
+    help="File holding the passphrase of an encrypted PEM or a PKCS#12 file.",
 )
 @click.option("--activate", is_flag=True, help="Make the imported key active now.")
 @click.option("--encrypt", is_flag=True, help="Create the keystore encrypted with a passphrase.")
@@ -129,9 +131,11 @@ def keys_import(
     encrypt: bool,
     allow_short_passphrase: bool,
 ) -> None:
-    """Import private keys from SOURCE (a JWK, JWKS or PEM file; - for stdin).
+    """Import private keys from SOURCE (a JWK, JWKS, PEM or PKCS#12 file; - for stdin).
 
-    Prints the public JWK of each imported key.
+    A PEM file may also hold the key's certificate chain, and PKCS#12
+    (.p12/.pfx) holds both: the chain is kept with the key once its first
+    certificate is shown to hold this key. Prints the public JWK of each key.
     """
     from ..keys import import_key
 
@@ -178,9 +182,11 @@ def keys_list(keystore: str | None, as_json: bool) -> None:
     if not infos:
         click.echo("no keys")
         return
-    rows = [("KID", "ALG", "SIZE", "STATUS", "CREATED", "AGE")]
+    certs = any(i.certificate_expires for i in infos)
+    rows = [("KID", "ALG", "SIZE", "STATUS", "CREATED", "AGE") + (("CERT UNTIL",) * certs)]
     for i in infos:
         created = i.created.strftime("%Y-%m-%d %H:%M")
+        until = i.certificate_expires.strftime("%Y-%m-%d") if i.certificate_expires else "-"
         rows.append(
             (
                 safe_text(i.kid),
@@ -190,6 +196,7 @@ def keys_list(keystore: str | None, as_json: bool) -> None:
                 created,
                 short_age(i.age().total_seconds()),
             )
+            + ((until,) * certs)
         )
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     for row in rows:
@@ -206,7 +213,12 @@ def keys_list(keystore: str | None, as_json: bool) -> None:
     help="Export only this key (jwk/pem default: the active key).",
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["jwks", "jwk", "pem"]), default="jwks", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["jwks", "jwk", "pem", "cert", "x5c"]),
+    default="jwks",
+    show_default=True,
+    help="cert: the key's certificate chain as PEM; x5c: the chain as a JSON x5c array.",
 )
 @click.option(
     "--private/--public",
@@ -240,9 +252,23 @@ def keys_export(
 
     if private and output is None:
         fail("--private needs -o FILE (created 0600) or -o - to print the private key on stdout")
-    text = export_keys(
-        open_keystore(keystore, passphrase_file), kid=kid, format=ExportFormat(fmt), private=private
-    )
+    if fmt in ("cert", "x5c"):
+        from ..certs import export_certificate
+
+        if private:
+            fail(f"--format {fmt} exports a certificate, which holds no private key")
+        text = export_certificate(
+            open_keystore(keystore, passphrase_file),
+            kid,
+            format="cert" if fmt == "cert" else "x5c",
+        )
+    else:
+        text = export_keys(
+            open_keystore(keystore, passphrase_file),
+            kid=kid,
+            format=ExportFormat(fmt),
+            private=private,
+        )
     if output is None or output == "-":
         click.echo(text, nl=False)
     elif private:

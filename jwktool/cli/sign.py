@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import IO
+from typing import IO, Any
 
 import click
 
@@ -23,11 +23,13 @@ from ._common import (
     open_keystore,
     passphrase_option,
 )
-from ._server import explicit_where
+from ._server import explicit_where, header_shape, provider_option_list
 
 
 def audience_options(func: F) -> F:
-    """Add ``--env`` and ``--audience`` (exactly one of them is needed)."""
+    """Add ``--env``, ``--audience`` and the provider options (``--provider``, ...)."""
+    for option in reversed(provider_option_list()):
+        func = option(func)
     func = click.option(
         "--audience",
         envvar="JWKTOOL_AUDIENCE",
@@ -43,12 +45,35 @@ def audience_options(func: F) -> F:
     )(func)
 
 
+def assertion_target(provider: str | None, where: dict[str, Any]) -> dict[str, Any]:
+    """``audience`` and ``env`` for create_assertion, from the options that say where."""
+    from ..errors import InputError
+    from ..settings import offline_audience, provider_settings
+
+    located = {name: where.pop(name) for name in ("tenant", "realm_url", "domain")}
+    if provider:
+        settings = provider_settings(provider, **where, **located)
+        return {"audience": offline_audience(settings), "env": None}
+    stray = next((name for name, value in located.items() if value), None)
+    if stray:
+        raise InputError(
+            f"{stray} needs provider (entra, keycloak, okta or auth0)",
+            params=(stray, "provider"),
+        )
+    return {"audience": where["audience"], "env": where["env"]}
+
+
 @click.command("sign")
 @keystore_option
 @passphrase_option
 @client_id_option(required=True)
 @audience_options
-@click.option("--lifetime", type=int, default=300, show_default=True, help="Seconds until exp.")
+@click.option(
+    "--lifetime",
+    type=int,
+    default=None,
+    help="Seconds until exp (default 300, or the provider's ceiling if lower).",
+)
 @click.option(
     "--allow-long-lifetime",
     is_flag=True,
@@ -68,27 +93,33 @@ def sign(
     client_id: str,
     env: str | None,
     audience: str | None,
-    lifetime: int,
+    lifetime: int | None,
     allow_long_lifetime: bool,
     kid: str | None,
     as_json: bool,
+    **located: Any,
 ) -> None:
     """Print a signed private_key_jwt client assertion (RFC 7523).
 
     Prints the compact JWT, or with --json its header, claims (with readable
-    times) and the JWT.
+    times) and the JWT. With --provider, that server's rules shape it: e.g.
+    --provider entra --tenant ID signs for Microsoft Entra ID (aud the token
+    endpoint, x5t#S256 from the key's certificate).
     """
     from ..signer import create_assertion
 
-    where = explicit_where(click.get_current_context(), env=env, audience=audience)
+    header = header_shape(located.pop("header"))
+    where = explicit_where(click.get_current_context(), env=env, audience=audience, **located)
+    provider = where.pop("provider")
     result = create_assertion(
         open_keystore(keystore, passphrase_file),
         client_id,
-        audience=where["audience"],
-        env=where["env"],
+        **assertion_target(provider, where),
         lifetime=lifetime,
         kid=kid,
         allow_long_lifetime=allow_long_lifetime,
+        provider=provider,
+        header=header,
     )
     if as_json:
         echo_json(result.as_dict())
@@ -111,17 +142,21 @@ def sign(
 @click.pass_context
 def inspect(
     ctx: click.Context,
+    /,
     keystore: str | None,
     source: IO[bytes],
     jwks_file: IO[bytes] | None,
     env: str | None,
     audience: str | None,
     as_json: bool,
+    **located: Any,
 ) -> None:
     """Decode and check a client assertion read from SOURCE (a file, or - for stdin).
 
     Shows header and claims, verifies the signature against the keystore (or
-    --jwks) and checks Digitaal Vlaanderen's rules. Exit 6 when a check fails.
+    --jwks) and checks Digitaal Vlaanderen's rules, or with --provider that
+    server's (with --tenant, --realm-url or --domain, also the exact aud).
+    Exit 6 when a check fails.
     """
     from ..errors import AssertionCheckError
     from ..inspection import inspect_assertion
@@ -145,7 +180,14 @@ def inspect(
             jwks = json.loads(raw.decode("utf-8"))
         except (ValueError, RecursionError):
             fail("the --jwks file is not a JSON JWKS")
-    report = inspect_assertion(token, keystore=keystore, jwks=jwks, audience=audience, env=env)
+    located.pop("header")  # what an assertion carries is read, not chosen, here
+    where = explicit_where(ctx, env=env, audience=audience, **located)
+    provider = where.pop("provider")
+    if provider and not any(where[n] for n in ("tenant", "realm_url", "domain", "env")):
+        target = {"audience": where["audience"], "env": None}  # the provider's rules only
+    else:
+        target = assertion_target(provider, where)
+    report = inspect_assertion(token, keystore=keystore, jwks=jwks, provider=provider, **target)
     if as_json:
         echo_json(report.as_dict())
     else:
