@@ -23,7 +23,7 @@ import base64
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Final, Literal, TypedDict
 
 from . import _jwk
@@ -347,10 +347,10 @@ def certify_key(
     :param replace: replace a certificate the key already has (else refused).
     :raises InputError: a bad subject or days, or a certificate exists.
     """
-    from .keys import check_now
-
+    if now is not None and now.tzinfo is None:
+        raise InputError("now must be a timezone-aware datetime")
     store = open_keystore(keystore)
-    when = check_now(now)
+    when = now or datetime.now(timezone.utc).replace(microsecond=0)
     with store.update() as data:
         record = data.find(kid)
         if record.x5c and not replace:

@@ -26,7 +26,8 @@ from ._redact import clean_text, json_object
 from .discovery import Endpoint, check_signing_alg, resolve_endpoint
 from .errors import JwktoolError, ServerRejectedError
 from .inspection import Check, CheckDict, CheckLevel, inspect_assertion
-from .keystore import KeyStatus, KeystoreData, KeystoreLike, open_keystore
+from .keystore import KeyStatus, KeystoreData, KeystoreLike
+from .localchecks import Checks, check_keystore, check_provider_key
 from .presets import ENVIRONMENTS
 from .settings import ServerSettings
 from .signer import Signer
@@ -83,67 +84,8 @@ class DoctorReport:
         }
 
 
-class _Checks:
-    def __init__(self) -> None:
-        self.items: list[Check] = []
-
-    def add(self, name: str, level: CheckLevel, message: str) -> None:
-        self.items.append(Check(name, level, message))
-
-    def skip(self, *names: str, why: str) -> None:
-        for name in names:
-            self.add(name, "skip", why)
-
-
-def _days(delta: timedelta) -> str:
-    days = delta.total_seconds() / 86400
-    return f"{days:.0f} days" if days >= 1 else f"{delta.total_seconds() / 3600:.0f} hours"
-
-
-def _check_keystore(
-    out: _Checks, keystore: KeystoreLike, max_age: timedelta, now: datetime
-) -> tuple[Any, KeystoreData] | None:
-    store = open_keystore(keystore)
-    try:
-        data = store.read()
-    except JwktoolError as exc:
-        out.add("keystore", "fail", exc.message)
-        return None
-    out.add("keystore", "ok", f"{store.path} is private and parses ({len(data.keys)} keys)")
-    active = data.active()
-    if active is None:
-        out.add("active key", "fail", "no active key: generate one or activate a pending key")
-        return None
-    if data.encryption is not None:
-        try:
-            store.private_jwk(data, active)
-        except JwktoolError as exc:
-            out.add("passphrase", "fail", exc.message)
-            return None
-        out.add("passphrase", "ok", "the passphrase opens the keystore")
-    age = now - (active.activated or active.created)
-    out.add("active key", "ok", f"{active.alg} key {active.kid}, active for {_days(age)}")
-    if age > max_age:
-        out.add(
-            "key age",
-            "warn",
-            f"the active key is older than the policy ({_days(max_age)}): "
-            "run 'jwktool keys rotate' (see the rotation runbook)",
-        )
-    else:
-        out.add("key age", "ok", f"within the policy of {_days(max_age)}")
-    for record in data.keys:
-        if record.status is KeyStatus.PENDING:
-            out.add(
-                "pending key",
-                "warn" if now - record.created > timedelta(days=14) else "ok",
-                f"{record.kid} waits for registration since {_days(now - record.created)}",
-            )
-    return store, data
-
-
 def _probe_server(
-    out: _Checks,
+    out: Checks,
     endpoint: Endpoint,
     session: requests.Session,
     ca_bundle: str | None,
@@ -284,12 +226,12 @@ def run_doctor(
     if isinstance(server, str):
         return _without_server(keystore, client_id, server, max_age, now)
     budget = Budget(server.deadline, progress)
-    scope, resource = server.scope, server.resource
+    scope = server.scope
     ca_bundle, timeout = server.ca_bundle, server.timeout
     when = now or datetime.now(timezone.utc)
-    out = _Checks()
+    out = Checks()
     later = ("client id", "server", "clock", "assertion", "token")
-    found = _check_keystore(out, keystore, max_age, when)
+    found = check_keystore(out, keystore, max_age, when)
     if found is None:
         out.skip(*later, why="needs a usable keystore")
         return DoctorReport(tuple(out.items))
@@ -309,6 +251,9 @@ def run_doctor(
         out.add(
             "algorithm", "warn", f"{active.alg}: Digitaal Vlaanderen is only known to accept RS256"
         )
+    rules = server.rules if server.provider else None
+    if rules is not None:
+        check_provider_key(out, rules, server.assertion_header, active, when)
     session = new_session()
     try:
         try:
@@ -321,10 +266,25 @@ def run_doctor(
             out.add("endpoint", "warn", warning)
         _check_metadata(out, endpoint, active.alg, active.kid)
         offset = _probe_server(out, endpoint, session, ca_bundle, timeout, budget)
-        signer = Signer(store, client_id, endpoint.audience, check_interval=0)
+        try:
+            signer = Signer(
+                store,
+                client_id,
+                endpoint.audience,
+                check_interval=0,
+                provider=rules,
+                header=server.assertion_header,
+            )
+        except JwktoolError as exc:
+            out.add("assertion", "fail", exc.message)
+            out.skip("token", why="needs an assertion")
+            return DoctorReport(tuple(out.items))
         assertion = signer.sign()
-        report = inspect_assertion(assertion, keystore=store, audience=endpoint.audience)
-        dv = preset is not None or _is_digitaal_vlaanderen(endpoint)
+        report = inspect_assertion(
+            assertion, keystore=store, audience=endpoint.audience, provider=rules
+        )
+        # A provider's rules are its own; otherwise DV's rules bind only DV servers.
+        dv = preset is not None or _is_digitaal_vlaanderen(endpoint) or rules is not None
         failed = [c for c in report.checks if c.level == "fail"]
         lint = [c for c in failed if not dv and c.name in _DV_RULES]
         failed = [c for c in failed if c not in lint]
@@ -351,7 +311,7 @@ def run_doctor(
             client_id,
             endpoint,
             scope,
-            resource,
+            server.resource_form,
             ca_bundle,
             timeout,
             session,
@@ -372,8 +332,8 @@ def _without_server(
     now: datetime | None,
 ) -> DoctorReport:
     """The keystore checks, then the server settings' problem as the failed server check."""
-    out = _Checks()
-    if _check_keystore(out, keystore, max_age, now or datetime.now(timezone.utc)) is None:
+    out = Checks()
+    if check_keystore(out, keystore, max_age, now or datetime.now(timezone.utc)) is None:
         later = ("client id", "server", "clock", "assertion", "token")
         out.skip(*later, why="needs a usable keystore")
         return DoctorReport(tuple(out.items))
@@ -405,13 +365,13 @@ def _token_outranks_lint(checks: list[Check]) -> list[Check]:
 
 
 def _check_token(
-    out: _Checks,
+    out: Checks,
     store: Any,
     data: KeystoreData,
     client_id: str,
     endpoint: Endpoint,
     scope: str | None,
-    resource: str | None,
+    resource: tuple[str | None, str | None],
     ca_bundle: str | None,
     timeout: Any,
     session: requests.Session,
@@ -428,7 +388,8 @@ def _check_token(
             endpoint.token_endpoint,
             client_id=client_id,
             scope=scope,
-            resource=resource,
+            resource=resource[0],
+            audience=resource[1],
             session=session,
             ca_bundle=ca_bundle,
             timeout=timeout,
@@ -476,7 +437,7 @@ def _check_token(
     )
 
 
-def _check_metadata(out: _Checks, endpoint: Endpoint, alg: str, kid: str) -> None:
+def _check_metadata(out: Checks, endpoint: Endpoint, alg: str, kid: str) -> None:
     """What the discovery document says the server accepts, against what this client sends."""
     if endpoint.metadata is None:
         return

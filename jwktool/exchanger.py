@@ -58,14 +58,6 @@ __all__ = [
 ]
 
 
-def _resource_form(server: ServerSettings) -> tuple[str | None, str | None]:
-    """(resource, audience) form values: the API as RFC 8707 resource, or as Auth0 wants it."""
-    rules = server.rules
-    if rules is not None and rules.resource_param == "audience":
-        return None, server.resource
-    return server.resource, None
-
-
 #: How a jittered delay is drawn: ``jitter(low, high)``.
 Jitter = Callable[[float, float], float]
 
@@ -292,8 +284,8 @@ class TokenClient:
                     self._endpoint.token_endpoint,
                     client_id=self.client_id if self._send_client_id else None,
                     scope=self.scope,
-                    resource=_resource_form(self.server)[0],
-                    audience=_resource_form(self.server)[1],
+                    resource=self.server.resource_form[0],
+                    audience=self.server.resource_form[1],
                     session=self._session,
                     ca_bundle=self.server.ca_bundle,
                     timeout=self.server.timeout,
@@ -454,8 +446,8 @@ def key_verifier(
             endpoint.token_endpoint,
             client_id=client_id,
             scope=server.scope,
-            resource=_resource_form(server)[0],
-            audience=_resource_form(server)[1],
+            resource=server.resource_form[0],
+            audience=server.resource_form[1],
             ca_bundle=server.ca_bundle,
             timeout=server.timeout,
             kid=kid,

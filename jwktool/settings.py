@@ -116,6 +116,14 @@ class ServerSettings:
         return get_provider("digitaal-vlaanderen") if self.env else None
 
     @property
+    def resource_form(self) -> tuple[str | None, str | None]:
+        """(``resource``, ``audience``) form values: the API as RFC 8707 asks, or as Auth0 does."""
+        rules = self.rules
+        if rules is not None and rules.resource_param == "audience":
+            return None, self.resource
+        return self.resource, None
+
+    @property
     def assertion_header(self) -> HeaderShape:
         """What the assertion header carries: ``header``, else the provider's, else kid."""
         if self.header is not None:

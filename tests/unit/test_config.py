@@ -175,6 +175,7 @@ def test_every_documented_key_is_accepted() -> None:
         int: "5",
         (int, float): "2.5",
         (int, str): "3072",
+        (list, str): '["x5t#S256"]',
     }
     body = "\n".join(f"{key} = {sample[kind]}" for key, kind in PROFILE_KEYS.items())
     project_file(Path.cwd(), f"[profiles.all]\n{body}\n")
