@@ -366,8 +366,8 @@ def certify_key(
     return describe(record)
 
 
-def renew_like(store_key: _jwk.PrivateKey, old: KeyRecord, now: datetime) -> list[str] | None:
-    """The x5c for a new key that replaces ``old``: a self-signed certificate like its own.
+def renew_like(store_key: _jwk.PrivateKey, old: KeyRecord, now: datetime) -> list[bytes] | None:
+    """The chain (DER) for a new key that replaces ``old``: a self-signed certificate like its own.
 
     Same subject and the same validity length. None when ``old`` has no
     certificate or one a CA issued (jwktool cannot renew that; ``keys status``
@@ -379,8 +379,7 @@ def renew_like(store_key: _jwk.PrivateKey, old: KeyRecord, now: datetime) -> lis
     if cert.subject != cert.issuer:
         return None
     days = max(1, min(MAX_CERT_DAYS, (cert.not_valid_after_utc - cert.not_valid_before_utc).days))
-    der = make_certificate(store_key, cert.subject.rfc4514_string(), days, now)
-    return [base64.b64encode(der).decode("ascii")]
+    return [make_certificate(store_key, cert.subject.rfc4514_string(), days, now)]
 
 
 def certificate_info(keystore: KeystoreLike, kid: str | None = None) -> CertificateInfo:

@@ -24,6 +24,7 @@ __all__ = [
     "EXIT_SERVER_UNREACHABLE",
     "EXIT_STATE_FILE",
     "EXIT_STATUS_ACTIVE_OLD",
+    "EXIT_STATUS_CERT_EXPIRING",
     "EXIT_STATUS_JWKS_DRIFT",
     "EXIT_STATUS_PENDING_OLD",
     "AssertionCheckError",
@@ -73,6 +74,8 @@ EXIT_STATUS_ACTIVE_OLD = 12
 EXIT_STATUS_PENDING_OLD = 13
 #: ``keys status --jwks-url``: the published JWKS disagrees with the keystore.
 EXIT_STATUS_JWKS_DRIFT = 14
+#: ``keys status``: the active key's certificate expires within --cert-warn (or has expired).
+EXIT_STATUS_CERT_EXPIRING = 15
 
 
 class JwktoolError(Exception):

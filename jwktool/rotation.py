@@ -264,7 +264,7 @@ def rotate_keys(
     return replace(
         result,
         waiting=still_waiting,
-        notes=tuple(notes),
+        notes=tuple(notes) + result.notes,
         published=published,
         publishing=publish is not None,
     )
@@ -359,6 +359,7 @@ def _rotate(
             actions.append(RotationAction("removed", record.kid, record.alg))
             data.keys.remove(record)
     staged_key = None
+    notes: tuple[str, ...] = ()
     if active is None:
         raise NoActiveKeyError(
             f"keystore {store.path} has no active key and the server accepted no pending key"
@@ -376,6 +377,30 @@ def _rotate(
         else:
             jwk = new_key(new_alg, new_size)
             record = add_key(store, data, jwk, new_alg, _jwk.thumbprint(jwk), False, now)
+            notes = _renew_certificate(record, jwk, active, now)
             actions.append(RotationAction("staged", record.kid, new_alg))
             staged_key = key_info(record)
-    return RotationResult(actions=tuple(actions), dry_run=dry_run, staged_key=staged_key)
+    return RotationResult(
+        actions=tuple(actions), dry_run=dry_run, staged_key=staged_key, notes=notes
+    )
+
+
+def _renew_certificate(
+    record: KeyRecord, jwk: dict[str, Any], active: KeyRecord, now: datetime
+) -> tuple[str, ...]:
+    """Give a staged key a certificate like the active key's self-signed one.
+
+    A CA-issued certificate cannot be renewed here: the note says so.
+    """
+    if not active.x5c:
+        return ()
+    from .certs import attach_chain, renew_like
+
+    chain = renew_like(_jwk.load_private_key(jwk), active, now)
+    if chain is None:
+        return (
+            f"staged key {record.kid} has no certificate: the active key's was issued by a "
+            "CA; have one issued for the new key and import it with the key",
+        )
+    attach_chain(record, chain, now)
+    return ()

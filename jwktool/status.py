@@ -33,6 +33,9 @@ class StatusReportDict(TypedDict):
     pending_too_long: bool
     max_age_seconds: int
     max_pending_age_seconds: int
+    certificate_expires_in_seconds: int | None
+    certificate_expiring: bool
+    cert_warn_seconds: int
     keys: list[KeyInfoDict]
 
 
@@ -47,6 +50,21 @@ class StatusReport:
     max_age: timedelta
     max_pending_age: timedelta
     checked_at: datetime
+    #: Warn this long before the active key's certificate expires.
+    cert_warn: timedelta = timedelta(days=30)
+
+    @property
+    def certificate_expires_in(self) -> timedelta | None:
+        """Time until the active key's certificate expires (negative: it has); None: none."""
+        if self.active is None or self.active.certificate_expires is None:
+            return None
+        return self.active.certificate_expires - self.checked_at
+
+    @property
+    def certificate_expiring(self) -> bool:
+        """The active key's certificate expires within ``cert_warn``, or has expired."""
+        left = self.certificate_expires_in
+        return left is not None and left <= self.cert_warn
 
     @property
     def active_too_old(self) -> bool:
@@ -62,8 +80,8 @@ class StatusReport:
 
     @property
     def ok(self) -> bool:
-        """Neither limit is exceeded: rotation is happening."""
-        return not (self.active_too_old or self.pending_too_long)
+        """No limit is exceeded: rotation is happening and no certificate runs out."""
+        return not (self.active_too_old or self.pending_too_long or self.certificate_expiring)
 
     def as_dict(self) -> StatusReportDict:
         """Return a JSON-ready description."""
@@ -77,6 +95,9 @@ class StatusReport:
             "pending_too_long": self.pending_too_long,
             "max_age_seconds": int(self.max_age.total_seconds()),
             "max_pending_age_seconds": int(self.max_pending_age.total_seconds()),
+            "certificate_expires_in_seconds": _seconds(self.certificate_expires_in),
+            "certificate_expiring": self.certificate_expiring,
+            "cert_warn_seconds": int(self.cert_warn.total_seconds()),
             "keys": [k.as_dict(self.checked_at) for k in self.keys],
         }
 
@@ -90,6 +111,18 @@ class StatusReport:
             labels = f'kid="{_label(key.kid)}",alg="{key.alg}",status="{key.status.value}"'
             age = int(key.age(self.checked_at).total_seconds())
             lines.append(f"jwktool_key_age_seconds{{{labels}}} {age}")
+        certified = [k for k in self.keys if k.certificate_expires is not None]
+        if certified:
+            lines += [
+                "# HELP jwktool_certificate_expiry_seconds Seconds until each key's "
+                "certificate expires (negative: expired).",
+                "# TYPE jwktool_certificate_expiry_seconds gauge",
+            ]
+        for key in certified:
+            assert key.certificate_expires is not None
+            labels = f'kid="{_label(key.kid)}",alg="{key.alg}",status="{key.status.value}"'
+            left = int((key.certificate_expires - self.checked_at).total_seconds())
+            lines.append(f"jwktool_certificate_expiry_seconds{{{labels}}} {left}")
         gauges = [
             (
                 "jwktool_active_key_age_seconds",
@@ -108,7 +141,7 @@ class StatusReport:
             ),
             (
                 "jwktool_rotation_ok",
-                "1 when no key is older than its limit, else 0.",
+                "1 when no key is older than its limit and no certificate runs out, else 0.",
                 int(self.ok),
             ),
             (
@@ -137,9 +170,12 @@ def key_status(
     *,
     max_age: timedelta = timedelta(days=97),
     max_pending_age: timedelta = timedelta(days=14),
+    cert_warn: timedelta = timedelta(days=30),
     now: datetime | None = None,
 ) -> StatusReport:
     """Report key ages against limits, for monitoring.
+
+    :param cert_warn: report the active key's certificate this long before it expires.
 
     :param max_age: the active key should not be older (default 97 days:
         rotation's 90 plus a week of overlap).
@@ -160,6 +196,7 @@ def key_status(
         max_age=max_age,
         max_pending_age=max_pending_age,
         checked_at=when,
+        cert_warn=cert_warn,
     )
 
 

@@ -72,9 +72,12 @@ def rotation_exit_code(result: RotationResult) -> int:
 
 
 def status_exit_code(report: StatusReport) -> int:
-    """``keys status``: 13 a pending key waits too long; 12 the active key is too old; else 0."""
+    """``keys status``: 15 a certificate runs out; 13 a pending key waits too long;
+    12 the active key is too old; else 0."""
     from .. import errors as e
 
+    if report.certificate_expiring:
+        return e.EXIT_STATUS_CERT_EXPIRING
     if report.pending_too_long:
         return e.EXIT_STATUS_PENDING_OLD
     return e.EXIT_STATUS_ACTIVE_OLD if report.active_too_old else e.EXIT_OK

@@ -212,6 +212,13 @@ def keys_rotate(
     help="Exit 13 when a pending key has waited longer than this.",
 )
 @click.option(
+    "--cert-warn",
+    type=Duration(),
+    default="30d",
+    show_default=True,
+    help="Exit 15 when the active key's certificate expires within this.",
+)
+@click.option(
     "--prometheus",
     "prometheus_file",
     default=None,
@@ -238,6 +245,7 @@ def keys_status(
     keystore: str | None,
     max_age: timedelta,
     max_pending_age: timedelta,
+    cert_warn: timedelta,
     prometheus_file: str | None,
     jwks_url: str | None,
     ca_bundle: str | None,
@@ -248,13 +256,16 @@ def keys_status(
     Exit 0: healthy; 12: the active key is older than --max-age (rotation is
     not running); 13: a pending key waits longer than --max-pending-age for
     registration; 14: the --jwks-url publishes another key set than the
-    keystore holds; 5: it cannot be read; 3: no active key; 7: the
+    keystore holds; 15: the active key's certificate expires within
+    --cert-warn; 5: it cannot be read; 3: no active key; 7: the
     --prometheus file cannot be written.
     """
     from ..status import key_status
 
     store = open_keystore(keystore)
-    report = key_status(store, max_age=max_age, max_pending_age=max_pending_age)
+    report = key_status(
+        store, max_age=max_age, max_pending_age=max_pending_age, cert_warn=cert_warn
+    )
     drift = None
     unreachable: ServerUnreachableError | None = None
     if jwks_url is not None:
@@ -293,6 +304,20 @@ def keys_status(
                 + ("  TOO OLD" if report.active_too_old else "")
             )
         )
+        left = report.certificate_expires_in
+        if left is not None and active.certificate_expires is not None:
+            until = active.certificate_expires.strftime("%Y-%m-%d %H:%M")
+            click.echo(
+                safe_text(
+                    f"cert     until {until}"
+                    + (
+                        ("  EXPIRED" if left.total_seconds() <= 0 else "  EXPIRES SOON")
+                        + f": renew it (jwktool keys cert {active.kid} --replace, or rotate)"
+                        if report.certificate_expiring
+                        else f"; warning from {short_age(report.cert_warn.total_seconds())} before"
+                    )
+                )
+            )
         for key in report.keys:
             if key.status.value == "pending":
                 age = key.age(report.checked_at).total_seconds()
