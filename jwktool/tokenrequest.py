@@ -85,7 +85,11 @@ _CAUSE_PATTERNS: Final = (
             r"no such client|client_id|invalid client id"
         ),
     ),
-    ("clock", re.compile(r"\b(expired|exp|iat|nbf|not yet valid|future|issued in)\b")),
+    ("certificate", re.compile(r"x5t|x5c|thumbprint|certificate")),
+    (
+        "clock",
+        re.compile(r"\b(expired|exp|iat|nbf|not yet valid|future|issued in|valid time range)\b"),
+    ),
     ("lifetime", re.compile(r"lifetime|too long|exceeds")),
     ("aud", re.compile(r"\b(aud|audience)\b")),
     ("alg", re.compile(r"\b(alg|algorithm|algorithms)\b")),
@@ -118,6 +122,9 @@ def _hint(
             + ", or the assertion's times are wrong: check NTP",
             "lifetime": "the assertion lives longer than this server allows: sign with a "
             "shorter lifetime",
+            "certificate": "the server finds the key by its certificate: the header must name "
+            "it (x5t#S256: --provider entra, or --header x5t#S256) and that certificate "
+            "must be the one registered (jwktool keys export --format cert)",
         }
         said = (description or "").lower()
         for name, pattern in _CAUSE_PATTERNS:

@@ -100,10 +100,18 @@ class Client(ClientMixin):  # type: ignore[misc]
     keys when the client authenticates (a client registered by ``jwks_uri``).
     """
 
-    def __init__(self, client_id: str, jwks: KeySet | KeyResolver, scopes: list[str]) -> None:
+    def __init__(
+        self,
+        client_id: str,
+        jwks: KeySet | KeyResolver,
+        scopes: list[str],
+        certificates: Mapping[str, KeySet] | None = None,
+    ) -> None:
         self.client_id = client_id
         self.jwks = jwks
         self.scopes = list(scopes)
+        #: x5t#S256 (computed here from each registered certificate) -> its public key.
+        self.certificates: dict[str, KeySet] = dict(certificates or {})
 
     def get_client_id(self) -> str:
         """Return the client id."""
@@ -221,6 +229,7 @@ class AssertionPolicy(Protocol):
     audiences: list[str]
     max_assertion_lifetime: int
     require_kid: bool
+    require_x5t_s256: bool
 
 
 class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
@@ -259,6 +268,8 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
         assertion = form.get("client_assertion")
         if form.get("client_assertion_type") == ASSERTION_TYPE and assertion:
             headers, claims = self.extract_assertion(assertion)
+            if self.server.require_x5t_s256 and not headers.get("x5t#S256"):
+                raise InvalidClientError(description="Missing 'x5t#S256' in the assertion header.")
             if self.server.require_kid and not headers.get("kid"):
                 raise InvalidClientError(description="Missing 'kid' in the assertion header.")
             form_client_id = form.get("client_id")
@@ -279,6 +290,8 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
         the assertion: it asks the client's resolver for the keys, naming the
         ``kid`` of the header (the resolver may fetch, or refuse the client).
         """
+        if self.server.require_x5t_s256:
+            return lambda obj: by_certificate(client, obj.headers().get("x5t#S256"))
         jwks = client.jwks
         if isinstance(jwks, KeySet):
             return jwks
@@ -321,6 +334,22 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
     def validate_jti(self, claims: Mapping[str, Any], jti: Any) -> bool:
         """True the first time a ``(sub, jti)`` pair is seen, False on replay."""
         return self.remember_jti(str(claims.get("sub")), str(jti), claims.get("exp"))
+
+
+def by_certificate(client: Client, thumbprint: Any) -> KeySet:
+    """The key of the client's certificate whose SHA-256 thumbprint is ``thumbprint``.
+
+    Entra ID's way: the ``x5t#S256`` header names a certificate the client
+    registered; the thumbprints were computed by the server from the
+    certificates themselves, never taken from the client.
+    """
+    found = client.certificates.get(thumbprint) if isinstance(thumbprint, str) else None
+    if found is None:
+        shown = safe_description(str(thumbprint))[:60]
+        raise InvalidClientError(
+            description=f"No certificate with x5t#S256 {shown} is registered for this client."
+        )
+    return found
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]

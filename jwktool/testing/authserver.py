@@ -135,6 +135,9 @@ class AuthServer(FaultInjection):
     * ``algorithms`` -- accepted assertion ``alg`` values;
     * ``audiences`` -- accepted ``aud`` values (default ``[issuer]``);
     * ``require_kid`` -- reject assertions without a ``kid`` header (default True);
+    * ``require_x5t_s256`` -- Entra ID's way: the key is the registered
+      certificate named by the ``x5t#S256`` header (default False; set by
+      :meth:`register_client_certificate`, which also clears ``require_kid``);
     * ``request_log`` -- called with one line per request received (method,
       path, client id, ``kid``, outcome; never the assertion or the token)
       and per ``jwks_uri`` fetch, or None (the default) for silence. The
@@ -173,6 +176,7 @@ class AuthServer(FaultInjection):
         self.max_assertion_lifetime: int = MAX_ASSERTION_LIFETIME
         self.algorithms: list[str] = list(DEFAULT_ALGORITHMS)
         self.require_kid: bool = True
+        self.require_x5t_s256: bool = False
         self.request_log: Callable[[str], None] | None = None
         self.jwks_default_max_age: float = DEFAULT_JWKS_MAX_AGE
         self.jwks_cache_max_age_cap: float = DEFAULT_JWKS_MAX_AGE_CAP
@@ -253,6 +257,54 @@ class AuthServer(FaultInjection):
         client = Client(client_id, public_keyset(jwks), list(scopes))
         with self._lock:
             self._clients[client_id] = client
+
+    def register_client_certificate(
+        self, client_id: str, certificates: list[bytes], scopes: list[str]
+    ) -> None:
+        """Register (or replace) a client by X.509 certificates (PEM or DER), as Entra ID does.
+
+        Switches the server to certificate mode: an assertion must name one
+        of the client's certificates by its SHA-256 thumbprint in ``x5t#S256``
+        (computed here from the certificate) and verify with its public key;
+        no ``kid`` is needed.
+
+        :raises ValueError: a certificate does not parse or holds a key joserfc cannot use.
+        """
+        import base64
+        import hashlib
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding
+        from joserfc.errors import JoseError
+        from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
+
+        found: dict[str, Any] = {}
+        for data in certificates:
+            cert = (
+                x509.load_pem_x509_certificate(data)
+                if data.lstrip().startswith(b"-----BEGIN")
+                else x509.load_der_x509_certificate(data)
+            )
+            der = cert.public_bytes(Encoding.DER)
+            thumb = base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
+            public: Any = cert.public_key()
+            key: Any = None
+            for kind in (RSAKey, ECKey, OKPKey):
+                try:
+                    key = kind.import_key(public)
+                    break
+                except (JoseError, ValueError, TypeError):
+                    continue
+            if key is None:
+                raise ValueError("a certificate holds a key joserfc cannot use")
+            found[thumb] = KeySet([key])
+        if not found:
+            raise ValueError("no certificate given")
+        client = Client(client_id, KeySet([]), list(scopes), certificates=found)
+        with self._lock:
+            self._clients[client_id] = client
+            self.require_x5t_s256 = True
+            self.require_kid = False
 
     def register_client_jwks_uri(
         self,

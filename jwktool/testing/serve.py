@@ -71,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
         help="URL of the client's public JWKS, fetched when it authenticates and cached "
         "for the max-age the URL sends (300 s if none)",
     )
+    keys.add_argument(
+        "--certificate",
+        type=Path,
+        metavar="FILE",
+        help="the client's X.509 certificate (PEM), registered the way Microsoft Entra ID "
+        "does: assertions name it by x5t#S256 and have the token endpoint as aud",
+    )
     parser.add_argument(
         "--ca-bundle",
         type=Path,
@@ -163,10 +170,16 @@ def main(argv: list[str] | None = None) -> int:
                 server.register_client_jwks_uri(
                     args.client_id, args.jwks_uri, scopes, ca_bundle=args.ca_bundle
                 )
+            elif args.certificate is not None:
+                server.register_client_certificate(
+                    args.client_id, [args.certificate.read_bytes()], scopes
+                )
+                server.audiences = [server.token_endpoint]
             else:
                 server.register_client(args.client_id, load(), scopes)
-        except ValueError as exc:
-            raise SystemExit(f"authserver: {args.jwks or args.jwks_uri}: {exc}") from None
+        except (OSError, ValueError) as exc:
+            where = args.jwks or args.jwks_uri or args.certificate
+            raise SystemExit(f"authserver: {where}: {exc}") from None
         seen = stamp()
         server.request_log = say
         server.start()
@@ -181,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
         say(f"client:         {args.client_id} (scopes: {' '.join(scopes)})")
         if args.jwks_uri is not None:
             say(f"client keys:    {args.jwks_uri} (fetched when used, cached per its max-age)")
+        if args.certificate is not None:
+            say(
+                f"client cert:    {args.certificate} (named by x5t#S256; "
+                "aud must be the token endpoint)"
+            )
         say("Requests are logged below. Stop with Ctrl-C.")
         while True:
             time.sleep(0.2)
