@@ -333,14 +333,14 @@ def attach_chain(
 
 def certify_key(
     keystore: KeystoreLike,
-    kid: str,
+    kid: str | None = None,
     *,
     subject: str | None = None,
     days: int = DEFAULT_CERT_DAYS,
     replace: bool = False,
     now: datetime | None = None,
 ) -> CertificateInfo:
-    """Make a self-signed certificate for key ``kid`` and store it with the key.
+    """Make a self-signed certificate for key ``kid`` (default: the active key); keep it.
 
     :param subject: an RFC 4514 name; default ``CN=jwktool <first 16 characters of kid>``.
     :param days: validity, 1 to :data:`MAX_CERT_DAYS` (default 365).
@@ -352,7 +352,7 @@ def certify_key(
     store = open_keystore(keystore)
     when = now or datetime.now(timezone.utc).replace(microsecond=0)
     with store.update() as data:
-        record = data.find(kid)
+        record = _record(data, kid)
         if record.x5c and not replace:
             raise InputError(
                 f"key {record.kid} already has a certificate (until "

@@ -23,7 +23,6 @@ from ._common import (
     read_secret_file,
 )
 from ._server import server_options, verifier
-from .certs import keys_cert
 from .rotate import keys_publish, keys_rotate, keys_status, short_age
 
 if TYPE_CHECKING:
@@ -38,7 +37,6 @@ def keys() -> None:
 keys.add_command(keys_rotate)
 keys.add_command(keys_status)
 keys.add_command(keys_publish)
-keys.add_command(keys_cert)
 
 
 @keys.command("generate")
@@ -430,3 +428,63 @@ def keys_passwd(
     set_passphrase(store, new, iterations=iterations, allow_short=allow_short_passphrase)
     state = "no longer encrypted" if new is None else "encrypted with the new passphrase"
     click.echo(safe_text(f"keystore {store.path} is {state}"), err=True)
+
+
+@keys.command("cert", cls=_KidCommand)
+@keystore_option
+@passphrase_option
+@click.argument("kid", required=False, shell_complete=complete_kid)
+@click.option(
+    "--subject",
+    default=None,
+    help="RFC 4514 subject, e.g. 'CN=gipod-sync,O=Example'. Default: CN=jwktool <kid>.",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(1, 1830),
+    default=365,
+    show_default=True,
+    help="Days the certificate is valid.",
+)
+@click.option("--replace", is_flag=True, help="Replace a certificate the key already has.")
+@json_option
+def keys_cert(
+    keystore: str | None,
+    passphrase_file: str | None,
+    kid: str | None,
+    subject: str | None,
+    days: int,
+    replace: bool,
+    as_json: bool,
+) -> None:
+    """Make a self-signed certificate for KID (default: the active key); keep it with the key.
+
+    For servers that register a certificate instead of a JWK (Microsoft
+    Entra ID): upload the file 'jwktool keys export --kid KID --format cert'
+    prints. Prints the thumbprints the server will show.
+    """
+    from ..certs import certify_key
+
+    info = certify_key(
+        open_keystore(keystore, passphrase_file),
+        kid,
+        subject=subject,
+        days=days,
+        replace=replace,
+    )
+    if as_json:
+        echo_json(info.as_dict())
+        return
+    d = info.as_dict()
+    lines = [
+        f"certificate for key {info.kid}",
+        f"  subject      {d['subject']}",
+        f"  valid        {d['not_before']} to {d['not_after']}",
+        f"  SHA-256      {info.sha256}",
+        f"  SHA-1        {info.sha1.replace(':', '')}  (Entra ID shows this as Thumbprint)",
+        f"  x5t#S256     {info.x5t_s256}",
+        "export it with: jwktool keys export --kid "
+        f"{info.kid} --format cert -o {info.kid[:12]}.crt",
+    ]
+    for line in lines:
+        click.echo(safe_text(line))

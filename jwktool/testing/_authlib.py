@@ -336,6 +336,41 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
         return self.remember_jti(str(claims.get("sub")), str(jti), claims.get("exp"))
 
 
+def certificate_keys(certificates: list[bytes]) -> dict[str, KeySet]:
+    """x5t#S256 -> the public key, for each certificate (PEM or DER), computed here.
+
+    :raises ValueError: a certificate does not parse or holds a key joserfc cannot use.
+    """
+    import base64
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from joserfc.jwk import ECKey, OKPKey, RSAKey
+
+    found: dict[str, KeySet] = {}
+    for data in certificates:
+        cert = (
+            x509.load_pem_x509_certificate(data)
+            if data.lstrip().startswith(b"-----BEGIN")
+            else x509.load_der_x509_certificate(data)
+        )
+        der = cert.public_bytes(Encoding.DER)
+        thumb = base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
+        public: Any = cert.public_key()
+        key: Any = None
+        for kind in (RSAKey, ECKey, OKPKey):
+            try:
+                key = kind.import_key(public)
+                break
+            except (JoseError, ValueError, TypeError):
+                continue
+        if key is None:
+            raise ValueError("a certificate holds a key joserfc cannot use")
+        found[thumb] = KeySet([key])
+    return found
+
+
 def by_certificate(client: Client, thumbprint: Any) -> KeySet:
     """The key of the client's certificate whose SHA-256 thumbprint is ``thumbprint``.
 

@@ -57,6 +57,7 @@ from ._authlib import (
     ClientCredentialsGrant,
     PrivateKeyJWT,
     Token,
+    certificate_keys,
     make_httpd,
 )
 from ._authlib import log as log  # the server's logger, jwktool.testing.authserver
@@ -270,37 +271,15 @@ class AuthServer(FaultInjection):
 
         :raises ValueError: a certificate does not parse or holds a key joserfc cannot use.
         """
-        import base64
-        import hashlib
-
-        from cryptography import x509
-        from cryptography.hazmat.primitives.serialization import Encoding
-        from joserfc.errors import JoseError
-        from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
-
-        found: dict[str, Any] = {}
-        for data in certificates:
-            cert = (
-                x509.load_pem_x509_certificate(data)
-                if data.lstrip().startswith(b"-----BEGIN")
-                else x509.load_der_x509_certificate(data)
-            )
-            der = cert.public_bytes(Encoding.DER)
-            thumb = base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
-            public: Any = cert.public_key()
-            key: Any = None
-            for kind in (RSAKey, ECKey, OKPKey):
-                try:
-                    key = kind.import_key(public)
-                    break
-                except (JoseError, ValueError, TypeError):
-                    continue
-            if key is None:
-                raise ValueError("a certificate holds a key joserfc cannot use")
-            found[thumb] = KeySet([key])
+        found = certificate_keys(certificates)
         if not found:
             raise ValueError("no certificate given")
-        client = Client(client_id, KeySet([]), list(scopes), certificates=found)
+        client = Client(
+            client_id,
+            public_keyset({"keys": []}, allow_empty=True),
+            list(scopes),
+            certificates=found,
+        )
         with self._lock:
             self._clients[client_id] = client
             self.require_x5t_s256 = True
