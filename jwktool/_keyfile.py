@@ -222,7 +222,10 @@ def _time(value: Any, where: str, optional: bool = False) -> datetime | None:
         raise _Bad(f"{where} is not an RFC 3339 time") from None
     if parsed.tzinfo is None:
         raise _Bad(f"{where} has no time zone")
-    return parsed
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:
+        raise _Bad(f"{where} is out of range") from None
 
 
 def _parse(doc: Any) -> KeystoreData:

@@ -27,7 +27,9 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Final, Literal, TypedDict
 
 from . import _jwk
-from ._keyfile import MAX_CHAIN
+from ._keyfile import MAX_CERT_CHARS, MAX_CHAIN
+from .certfiles import der as _der
+from .certfiles import read_chain as read_chain  # re-exported: part of this module's API
 from .errors import InputError, KeyValidationError
 from .keystore import KeyRecord, KeystoreData, KeystoreLike, format_time, open_keystore
 
@@ -38,11 +40,13 @@ __all__ = [
     "DEFAULT_CERT_DAYS",
     "CertificateInfo",
     "CertificateInfoDict",
+    "attach_certificate",
     "attach_chain",
     "certificate_info",
     "certify_key",
     "export_certificate",
     "make_certificate",
+    "make_csr",
     "read_chain",
 ]
 
@@ -50,6 +54,8 @@ __all__ = [
 DEFAULT_CERT_DAYS: Final = 365
 #: A self-signed certificate may be valid for at most this many days (about 5 years).
 MAX_CERT_DAYS: Final = 1830
+#: A subject longer than this is refused (a certificate must fit the keystore's limit).
+MAX_SUBJECT_CHARS: Final = 1024
 #: Servers and clocks disagree by minutes: a new certificate is valid from 5 minutes ago.
 _BACKDATE: Final = timedelta(minutes=5)
 
@@ -114,6 +120,14 @@ def _fingerprint(der: bytes, name: str) -> str:
     return ":".join(f"{b:02X}" for b in hashlib.new(name, der).digest())
 
 
+def _names(cert: x509.Certificate) -> tuple[str, str]:
+    """The subject and issuer as RFC 4514 strings; a name that does not decode is refused."""
+    try:
+        return cert.subject.rfc4514_string(), cert.issuer.rfc4514_string()
+    except (ValueError, TypeError, UnicodeError):
+        raise KeyValidationError("the certificate's subject or issuer does not decode") from None
+
+
 def _load_der(cert_b64: str) -> x509.Certificate:
     from cryptography import x509
 
@@ -134,10 +148,11 @@ def describe(record: KeyRecord) -> CertificateInfo:
         )
     cert = _load_der(record.x5c[0])
     der = base64.b64decode(record.x5c[0])
+    subject, issuer = _names(cert)
     return CertificateInfo(
         kid=record.kid,
-        subject=cert.subject.rfc4514_string(),
-        issuer=cert.issuer.rfc4514_string(),
+        subject=subject,
+        issuer=issuer,
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
         sha256=_fingerprint(der, "sha256"),
@@ -152,6 +167,11 @@ def _subject(text: str) -> x509.Name:
 
     if not text.strip():
         raise InputError("the certificate subject is empty", params=("subject",))
+    if len(text) > MAX_SUBJECT_CHARS:
+        raise InputError(
+            f"the certificate subject is longer than {MAX_SUBJECT_CHARS} characters",
+            params=("subject",),
+        )
     try:
         name = x509.Name.from_rfc4514_string(text)
     except ValueError as exc:
@@ -211,12 +231,27 @@ def make_certificate(key: _jwk.PrivateKey, subject: str, days: int, now: datetim
     return builder.sign(key, algorithm).public_bytes(Encoding.DER)
 
 
+def certificate_public_members(der: bytes) -> dict[str, Any] | None:
+    """The public key of a DER certificate as JWK members; None when it does not parse."""
+    from cryptography import x509
+
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return None
+    return _public_members(cert)
+
+
 def _public_members(cert: x509.Certificate) -> dict[str, Any] | None:
     """The certificate's public key as JWK members, or None for a key type jwktool lacks."""
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    key = cert.public_key()
+    try:
+        key = cert.public_key()
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return None  # a key type or encoding jwktool (or cryptography) does not know
     if isinstance(key, rsa.RSAPublicKey):
         numbers = key.public_numbers()
         return {"kty": "RSA", "n": _jwk._int_to_b64u(numbers.n), "e": _jwk._int_to_b64u(numbers.e)}
@@ -237,69 +272,6 @@ def _public_members(cert: x509.Certificate) -> dict[str, Any] | None:
     return None
 
 
-def read_chain(material: bytes, passphrase: bytes | None = None) -> tuple[bytes, list[bytes]]:
-    """Split imported key material into the key material and its certificates (DER).
-
-    A PEM file may hold the key and its chain in any order; PKCS#12 (``.p12``,
-    ``.pfx``; ``passphrase`` opens it) holds key, certificate and chain and is
-    returned as a PKCS#8 PEM of the key. Anything else comes back as it was,
-    with no certificates.
-
-    :raises KeyValidationError: a PKCS#12 file that does not open or holds no key.
-    """
-    from cryptography import x509
-
-    stripped = material.lstrip()
-    if stripped.startswith(b"{"):
-        return material, []
-    if b"-----BEGIN" in stripped:
-        if b"CERTIFICATE-----" not in stripped:
-            return material, []
-        try:
-            certs = x509.load_pem_x509_certificates(material)
-        except ValueError as exc:
-            raise KeyValidationError(
-                f"a certificate in the PEM file does not parse: {exc}"
-            ) from None
-        return material, [c.public_bytes(_der()) for c in certs]
-    return _read_pkcs12(material, passphrase)
-
-
-def _der() -> Any:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return Encoding.DER
-
-
-def _read_pkcs12(material: bytes, passphrase: bytes | None) -> tuple[bytes, list[bytes]]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.serialization import pkcs12
-
-    try:
-        key, cert, extra = pkcs12.load_key_and_certificates(material, passphrase)
-    except ValueError:
-        hint = (
-            "give its passphrase (pem_passphrase)"
-            if passphrase is None
-            else "wrong passphrase, or not a PKCS#12 file"
-        )
-        raise KeyValidationError(
-            f"unrecognised key format: expected a JWK, a JWKS, a PEM file or PKCS#12 ({hint})",
-            params=("pem_passphrase",) if passphrase is None else (),
-        ) from None
-    except TypeError as exc:
-        raise KeyValidationError(f"cannot read the PKCS#12 file: {exc}") from None
-    if key is None:
-        raise KeyValidationError("the PKCS#12 file holds no private key")
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    chain = ([cert] if cert is not None else []) + list(extra)
-    return pem, [c.public_bytes(_der()) for c in chain]
-
-
 def attach_chain(
     record: KeyRecord, chain: list[bytes], now: datetime, *, what: str = "the certificate"
 ) -> None:
@@ -316,13 +288,20 @@ def attach_chain(
         return
     if len(chain) > MAX_CHAIN:
         raise KeyValidationError(f"a chain of {len(chain)} certificates; at most {MAX_CHAIN}")
-    parsed = [x509.load_der_x509_certificate(der) for der in chain]
+    limit = MAX_CERT_CHARS * 3 // 4
+    if any(len(der) > limit for der in chain):
+        raise KeyValidationError(f"a certificate is larger than {limit} bytes; refused")
+    try:
+        parsed = [x509.load_der_x509_certificate(der) for der in chain]
+    except ValueError:
+        raise KeyValidationError(f"{what} does not parse") from None
     own = [i for i, cert in enumerate(parsed) if _public_members(cert) == record.public]
     if not own:
         raise KeyValidationError(f"{what} does not certify this key: its public key is another one")
     first = own[0]
     order = [first] + [i for i in range(len(chain)) if i != first]
     leaf = parsed[first]
+    _names(leaf)  # shown by keys cert and renewed by rotation: it must decode
     if leaf.not_valid_after_utc <= now:
         raise KeyValidationError(
             f"{what} expired on {format_time(leaf.not_valid_after_utc)}; get a new one"
@@ -366,6 +345,65 @@ def certify_key(
     return describe(record)
 
 
+def attach_certificate(
+    keystore: KeystoreLike,
+    kid: str | None,
+    material: bytes,
+    *,
+    replace: bool = False,
+    now: datetime | None = None,
+) -> CertificateInfo:
+    """Attach a certificate (chain) a CA issued to key ``kid`` (default: the active key).
+
+    ``material`` is PEM (one or more certificates, the key's own among them)
+    or one DER certificate. It must hold this key's public key and be unexpired.
+
+    :raises KeyValidationError: no certificate in ``material`` holds this key, or it expired.
+    :raises InputError: the key has a certificate already and ``replace`` is false.
+    """
+    from cryptography import x509
+
+    if now is not None and now.tzinfo is None:
+        raise InputError("now must be a timezone-aware datetime")
+    when = now or datetime.now(timezone.utc).replace(microsecond=0)
+    try:
+        if b"-----BEGIN" in material:
+            chain = [c.public_bytes(_der()) for c in x509.load_pem_x509_certificates(material)]
+        else:
+            chain = [x509.load_der_x509_certificate(material).public_bytes(_der())]
+    except ValueError:
+        raise KeyValidationError("not an X.509 certificate (PEM or DER)") from None
+    store = open_keystore(keystore)
+    with store.update() as data:
+        record = _record(data, kid)
+        if record.x5c and not replace:
+            raise InputError(
+                f"key {record.kid} already has a certificate; replace it explicitly",
+                params=("replace",),
+            )
+        attach_chain(record, chain, when)
+    return describe(record)
+
+
+def make_csr(keystore: KeystoreLike, kid: str | None = None, *, subject: str) -> str:
+    """Return a PEM certificate signing request (PKCS#10) for key ``kid``, for a CA to sign.
+
+    :raises InputError: a bad subject.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    store = open_keystore(keystore)
+    data = store.read()
+    record = _record(data, kid)
+    key = _jwk.load_private_key(store.private_jwk(data, record))
+    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    request = x509.CertificateSigningRequestBuilder().subject_name(_subject(subject))
+    return request.sign(key, algorithm).public_bytes(Encoding.PEM).decode("ascii")
+
+
 def renew_like(store_key: _jwk.PrivateKey, old: KeyRecord, now: datetime) -> list[bytes] | None:
     """The chain (DER) for a new key that replaces ``old``: a self-signed certificate like its own.
 
@@ -375,11 +413,15 @@ def renew_like(store_key: _jwk.PrivateKey, old: KeyRecord, now: datetime) -> lis
     """
     if not old.x5c:
         return None
-    cert = _load_der(old.x5c[0])
-    if cert.subject != cert.issuer:
+    try:
+        cert = _load_der(old.x5c[0])
+        subject, issuer = _names(cert)
+    except KeyValidationError:
+        return None  # not renewable here; the note asks for a new certificate
+    if subject != issuer:
         return None
     days = max(1, min(MAX_CERT_DAYS, (cert.not_valid_after_utc - cert.not_valid_before_utc).days))
-    return [make_certificate(store_key, cert.subject.rfc4514_string(), days, now)]
+    return [make_certificate(store_key, subject or f"CN=jwktool {old.kid[:16]}", days, now)]
 
 
 def certificate_info(keystore: KeystoreLike, kid: str | None = None) -> CertificateInfo:

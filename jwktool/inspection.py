@@ -7,6 +7,8 @@ names each rule the assertion breaks.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -154,25 +156,47 @@ def decode_jwt(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes
 
 
 def _certified(jwk: Mapping[str, Any]) -> str | None:
-    """The SHA-256 thumbprint of a JWK's certificate (from its x5c, else its x5t#S256)."""
+    """The SHA-256 thumbprint of the certificate in a JWK's ``x5c``, if it holds this JWK's key.
+
+    A bare ``x5t#S256`` member is not trusted, nor is an ``x5c`` whose
+    certificate holds another key: a server finds the key by the certificate.
+    """
     chain = jwk.get("x5c")
-    if isinstance(chain, list) and chain and isinstance(chain[0], str):
-        try:
-            return _jwk.cert_thumbprint(chain[0])
-        except ValueError:
-            return None
-    value = jwk.get("x5t#S256")
-    return value if isinstance(value, str) else None
+    if not (isinstance(chain, list) and chain and isinstance(chain[0], str)):
+        return None
+    from .certs import certificate_public_members
+
+    try:
+        der = base64.b64decode(chain[0], validate=True)
+        members = _jwk.public_members(jwk)
+    except (ValueError, KeyError, TypeError):
+        return None
+    if certificate_public_members(der) != members:
+        return None
+    return _jwk.b64u_encode(hashlib.sha256(der).digest())
+
+
+_Known: TypeAlias = dict[str, tuple[dict[str, Any], str | None]]
 
 
 def _known_keys(
     keystore: KeystoreLike | None, jwks: Mapping[str, Any] | None
-) -> tuple[dict[str, tuple[dict[str, Any], str | None]], str]:
-    """Return kid -> (public JWK, status or None) and a description of the source.
+) -> tuple[_Known, _Known, str]:
+    """Return kid -> (public JWK, status or None), the same by certificate thumbprint, and
+    a description of the source. A thumbprint claimed by two different keys is dropped."""
+    known: _Known = {}
+    by_thumbprint: _Known = {}
+    clashing: set[str] = set()
 
-    Keys with a certificate are also listed under ``x5t#S256:<thumbprint>``.
-    """
-    known: dict[str, tuple[dict[str, Any], str | None]] = {}
+    def certified(entry: tuple[dict[str, Any], str | None]) -> None:
+        thumb = _certified(entry[0])
+        if thumb is None:
+            return
+        held = by_thumbprint.get(thumb)
+        if held is not None and _jwk.public_members(held[0]) != _jwk.public_members(entry[0]):
+            clashing.add(thumb)
+        by_thumbprint.setdefault(thumb, entry)
+
     if jwks is not None:
         entries = jwks.get("keys") if isinstance(jwks, Mapping) else None
         if not isinstance(entries, list):
@@ -182,21 +206,22 @@ def _known_keys(
                 continue
             if isinstance(entry.get("kid"), str):
                 known[entry["kid"]] = (dict(entry), None)
-            thumb = _certified(entry)
-            if thumb:
-                known["x5t#S256:" + thumb] = (dict(entry), None)
-        return known, "the given JWKS"
-    store = open_keystore(keystore)
-    data = store.read()
-    for record in data.keys:
-        entry = (
-            _jwk.public_jwk(record.public, record.alg, record.kid, record.x5c),
-            record.status.value,
-        )
-        known[record.kid] = entry
-        if record.x5c:
-            known["x5t#S256:" + _jwk.cert_thumbprint(record.x5c[0])] = entry
-    return known, f"keystore {store.path}"
+            certified((dict(entry), None))
+        source = "the given JWKS"
+    else:
+        store = open_keystore(keystore)
+        data = store.read()
+        for record in data.keys:
+            described = (
+                _jwk.public_jwk(record.public, record.alg, record.kid, record.x5c),
+                record.status.value,
+            )
+            known[record.kid] = described
+            certified(described)
+        source = f"keystore {store.path}"
+    for thumb in clashing:
+        del by_thumbprint[thumb]
+    return known, by_thumbprint, source
 
 
 def _is_time(value: Any) -> bool:
@@ -275,11 +300,16 @@ def inspect_assertion(
     )
 
     kid = header.get("kid")
-    known, source = _known_keys(keystore, jwks)
+    known, by_thumbprint, source = _known_keys(keystore, jwks)
     by_certificate = rules is not None and not rules.header.kid
     if by_certificate:
         assert rules is not None
-        kid = _check_cert_members(header, rules, known, source, add)
+        found = _check_cert_members(header, rules, by_thumbprint, source, add)
+        if found is None:
+            add("signature", "skip", "no key to verify with")
+        else:
+            known = {found: by_thumbprint[found]}
+        kid = found
     if by_certificate and kid is None:
         pass  # reported by _check_cert_members
     elif not isinstance(kid, str) or not kid:
@@ -288,7 +318,7 @@ def inspect_assertion(
         add("kid", "fail", f"kid {kid} is not in {source}: the server will not know it either")
     else:
         jwk, status = known[kid]
-        if kid.startswith("x5t#S256:"):
+        if by_certificate:
             pass  # reported by _check_cert_members
         elif status == "retired":
             add("kid", "warn", f"kid {kid} is a retired key; the server may have dropped it")
@@ -403,7 +433,7 @@ def _check_cert_members(
     if not isinstance(thumb, str):
         add("kid", "warn", "the header has no x5t#S256; the key cannot be checked here")
         return None
-    name = "x5t#S256:" + thumb
+    name = thumb
     if name not in known:
         add(
             "kid",
@@ -412,5 +442,14 @@ def _check_cert_members(
             "the server will not know it either",
         )
         return None
-    add("kid", "ok", f"certificate x5t#S256 {thumb} found in {source}")
+    status = known[name][1]
+    if status in ("retired", "pending"):
+        add(
+            "kid",
+            "warn",
+            f"certificate x5t#S256 {thumb} belongs to a {status} key; "
+            + ("the server may have dropped it" if status == "retired" else "is it registered?"),
+        )
+    else:
+        add("kid", "ok", f"certificate x5t#S256 {thumb} found in {source}")
     return name

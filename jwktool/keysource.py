@@ -220,6 +220,8 @@ def prepare(
         return _jwa.check_signature_size(alg, outside_sign(data), kid)
 
     chain = getattr(key, "x5c", None) or ()
+    if isinstance(chain, str | bytes) or not all(isinstance(c, str) and c for c in chain):
+        raise InputError(f"key {kid!r}: x5c must be a list of base64 certificates")
     return jws_header(alg, kid, shape, tuple(chain)), sign
 
 

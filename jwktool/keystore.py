@@ -226,6 +226,9 @@ class Keystore:
             yield data
             after = serialise_keystore(data)
             if after != before:
+                # Never write what could not be read back: a keystore every
+                # command refuses would stop signing for every key in it.
+                parse_keystore(after.encode("utf-8"), self.path)
                 atomic_write(self.path, after.encode("utf-8"), "keystore")
 
     # -- private material ----------------------------------------------------

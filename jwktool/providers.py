@@ -56,7 +56,8 @@ class Provider:
     :param max_lifetime: the longest ``exp - iat`` jwktool signs for it, in seconds.
     :param needs_certificate: keys are registered as X.509 certificates.
     :param resource_param: the form parameter that names the API a token is for
-        (RFC 8707 ``resource``; Auth0 calls it ``audience``).
+        (RFC 8707 ``resource``; Auth0 calls it ``audience``; None: the provider
+        names the API in the scope, as Entra ID does).
     :param sources: rule -> the public documentation it comes from (None: not
         publicly documented; jwktool's choice is explained in docs/providers.md).
     """
@@ -69,7 +70,7 @@ class Provider:
     header: HeaderShape = DEFAULT_HEADER
     max_lifetime: int = 600
     needs_certificate: bool = False
-    resource_param: Literal["resource", "audience"] = "resource"
+    resource_param: Literal["resource", "audience"] | None = "resource"
     issuer_template: str | None = None
     endpoint_template: str | None = None
     sources: Mapping[str, str | None] = field(default_factory=dict, compare=False)
@@ -201,6 +202,7 @@ PROVIDERS: Final[dict[str, Provider]] = {
             header=HeaderShape(kid=False, cert=("x5t#S256",)),
             max_lifetime=600,
             needs_certificate=True,
+            resource_param=None,
             issuer_template="https://login.microsoftonline.com/{tenant}/v2.0",
             endpoint_template="https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token",
             sources={

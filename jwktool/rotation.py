@@ -339,6 +339,16 @@ def _rotate(
         ripe = [r for r in pending if now - r.created >= overlap]
     else:  # proof instead of age: only a key the server accepted, at once
         ripe = [r for r in pending if r.kid in accepted]
+    notes: tuple[str, ...] = ()
+    if active is not None and active.x5c:
+        # The server knows this client by a certificate: a key without one would fail.
+        uncertified = [r for r in ripe if not r.x5c]
+        ripe = [r for r in ripe if r.x5c]
+        notes = tuple(
+            f"pending key {r.kid} is not promoted: it has no certificate, and the server "
+            f"knows this client by one; attach it with: jwktool keys cert {r.kid} --from FILE"
+            for r in uncertified
+        )
     just_retired: set[str] = set()
     if ripe or (active is None and accepted is None):
         promote = ripe[0] if ripe else pending[0]
@@ -359,7 +369,6 @@ def _rotate(
             actions.append(RotationAction("removed", record.kid, record.alg))
             data.keys.remove(record)
     staged_key = None
-    notes: tuple[str, ...] = ()
     if active is None:
         raise NoActiveKeyError(
             f"keystore {store.path} has no active key and the server accepted no pending key"
@@ -377,7 +386,7 @@ def _rotate(
         else:
             jwk = new_key(new_alg, new_size)
             record = add_key(store, data, jwk, new_alg, _jwk.thumbprint(jwk), False, now)
-            notes = _renew_certificate(record, jwk, active, now)
+            notes += _renew_certificate(record, jwk, active, now)
             actions.append(RotationAction("staged", record.kid, new_alg))
             staged_key = key_info(record)
     return RotationResult(
@@ -400,7 +409,8 @@ def _renew_certificate(
     if chain is None:
         return (
             f"staged key {record.kid} has no certificate: the active key's was issued by a "
-            "CA; have one issued for the new key and import it with the key",
+            f"CA; have one issued for the new key (jwktool keys csr {record.kid} makes the "
+            f"request), then attach it: jwktool keys cert {record.kid} --from FILE",
         )
     attach_chain(record, chain, now)
     return ()

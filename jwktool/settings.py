@@ -73,6 +73,13 @@ class ServerSettings:
             get_provider(self.provider)
         if self.header is not None and not isinstance(self.header, HeaderShape):
             raise InputError("header must be a HeaderShape")
+        rules = self.rules
+        if self.resource and rules is not None and rules.resource_param is None:
+            raise InputError(
+                f"{rules.title} names the API in the scope, not with resource: "
+                "give scope as the API's identifier followed by /.default",
+                params=("resource", "scope"),
+            )
         given = [n for n in ("env", "issuer", "token_endpoint") if getattr(self, n)]
         if len(given) != 1:
             raise InputError(

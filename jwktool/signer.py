@@ -473,14 +473,16 @@ def create_assertion(
     key = KeystoreKeySource(keystore).current(kid)
     if rules is not None:
         rules.check_alg(key.alg, key.kid)
+    # The provider's ceiling here; make_client_assertion keeps only the hard one.
+    life = _check_lifetime(_lifetime_for(lifetime, rules), allow_long_lifetime, rules)
     token = make_client_assertion(
         key,
         client_id,
         aud,
-        lifetime=_lifetime_for(lifetime, rules),
+        lifetime=life,
         now=now,
         jti=jti,
-        allow_long_lifetime=allow_long_lifetime,
+        allow_long_lifetime=True,
         header=header or (rules.header if rules is not None else DEFAULT_HEADER),
     )
     decoded, claims = (json.loads(_jwk.b64u_decode(part)) for part in token.split(".")[:2])

@@ -42,16 +42,16 @@ _SETTING_WORD: Final = re.compile(
 )
 
 
-def provider_option_list() -> list[Callable[[F], F]]:
+def provider_option_list(*, header: bool = True) -> list[Callable[[F], F]]:
     """``--provider``, its locating options and ``--header``, for every command with a server."""
-    return [
+    options = [
         click.option(
             "--provider",
             envvar="JWKTOOL_PROVIDER",
             type=click.Choice(PROVIDER_NAMES),
             default=None,
             help="Apply this server product's rules (aud, algorithms, header, lifetime); "
-            "see docs/providers.md.",
+            "see 'Provider profiles' in the docs.",
         ),
         click.option(
             "--tenant",
@@ -81,6 +81,23 @@ def provider_option_list() -> list[Callable[[F], F]]:
             "default: kid, or the provider's, e.g. x5t#S256 for entra).",
         ),
     ]
+    return options if header else options[:-1]
+
+
+#: Which providers each locating option belongs to.
+_LOCATED_BY: Final = {"tenant": "entra", "realm_url": "keycloak", "domain": "okta or auth0"}
+
+
+def check_no_stray_location(located: dict[str, Any]) -> None:
+    """Refuse ``--tenant``/``--realm-url``/``--domain`` without ``--provider``.
+
+    :raises InputError: naming the provider the option belongs to.
+    """
+    from ..errors import InputError
+
+    stray = next((name for name, value in located.items() if value), None)
+    if stray:
+        raise InputError(f"{stray} needs provider {_LOCATED_BY[stray]}", params=(stray, "provider"))
 
 
 def header_shape(members: tuple[str, ...] | list[str] | None) -> Any:
@@ -230,12 +247,7 @@ def server_settings(ctx: click.Context, server: dict[str, Any]) -> ServerSetting
     try:
         if provider:
             return provider_settings(provider, **where, **located, **given, **times)
-        stray = next((name for name, value in located.items() if value), None)
-        if stray:
-            raise InputError(
-                f"{stray} needs provider (entra, keycloak, okta or auth0)",
-                params=(stray, "provider"),
-            )
+        check_no_stray_location(located)
         return ServerSettings(**where, **given, **times)
     except InputError as exc:
         named = tuple(match.group(0) for match in _SETTING_WORD.finditer(exc.message))

@@ -22,7 +22,9 @@ from ._common import (
     passphrase_option,
     read_secret_file,
 )
+from ._kid import KidCommand
 from ._server import server_options, verifier
+from .certs import keys_cert, keys_csr
 from .rotate import keys_publish, keys_rotate, keys_status, short_age
 
 if TYPE_CHECKING:
@@ -37,6 +39,8 @@ def keys() -> None:
 keys.add_command(keys_rotate)
 keys.add_command(keys_status)
 keys.add_command(keys_publish)
+keys.add_command(keys_cert)
+keys.add_command(keys_csr)
 
 
 @keys.command("generate")
@@ -279,34 +283,6 @@ def keys_export(
             fail(f"cannot write {output}: {exc.strerror or exc}")
 
 
-class _KidCommand(click.Command):
-    """A command whose KID argument may start with '-' (thumbprints can)."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if "--" not in args:
-            names = {n for p in self.params for n in getattr(p, "opts", [])}
-            names |= {"-h", "--help"}
-            takes_value = {
-                n
-                for p in self.params
-                if isinstance(p, click.Option) and not p.is_flag
-                for n in p.opts
-            }
-            dashed, rest, skip = [], [], False
-            for arg in args:
-                if skip:
-                    rest.append(arg)
-                    skip = False
-                elif arg.startswith("-") and arg.split("=", 1)[0] not in names:
-                    dashed.append(arg)
-                else:
-                    rest.append(arg)
-                    skip = arg in takes_value
-            if dashed:
-                args = [*rest, "--", *dashed]
-        return super().parse_args(ctx, args)
-
-
 def _print_info(name: str, info: Any, as_json: bool) -> None:
     if as_json:
         echo_json(info.as_dict())
@@ -320,7 +296,7 @@ def _print_info(name: str, info: Any, as_json: bool) -> None:
         )
 
 
-@keys.command("activate", cls=_KidCommand)
+@keys.command("activate", cls=KidCommand)
 @keystore_option
 @passphrase_option
 @click.argument("kid", shell_complete=complete_kid)
@@ -356,7 +332,7 @@ def keys_activate(
 
 
 def _status_command(name: str, doc: str, func_name: str) -> None:
-    @keys.command(name, help=doc, cls=_KidCommand)
+    @keys.command(name, help=doc, cls=KidCommand)
     @keystore_option
     @click.argument("kid", shell_complete=complete_kid)
     @json_option
@@ -428,63 +404,3 @@ def keys_passwd(
     set_passphrase(store, new, iterations=iterations, allow_short=allow_short_passphrase)
     state = "no longer encrypted" if new is None else "encrypted with the new passphrase"
     click.echo(safe_text(f"keystore {store.path} is {state}"), err=True)
-
-
-@keys.command("cert", cls=_KidCommand)
-@keystore_option
-@passphrase_option
-@click.argument("kid", required=False, shell_complete=complete_kid)
-@click.option(
-    "--subject",
-    default=None,
-    help="RFC 4514 subject, e.g. 'CN=gipod-sync,O=Example'. Default: CN=jwktool <kid>.",
-)
-@click.option(
-    "--days",
-    type=click.IntRange(1, 1830),
-    default=365,
-    show_default=True,
-    help="Days the certificate is valid.",
-)
-@click.option("--replace", is_flag=True, help="Replace a certificate the key already has.")
-@json_option
-def keys_cert(
-    keystore: str | None,
-    passphrase_file: str | None,
-    kid: str | None,
-    subject: str | None,
-    days: int,
-    replace: bool,
-    as_json: bool,
-) -> None:
-    """Make a self-signed certificate for KID (default: the active key); keep it with the key.
-
-    For servers that register a certificate instead of a JWK (Microsoft
-    Entra ID): upload the file 'jwktool keys export --kid KID --format cert'
-    prints. Prints the thumbprints the server will show.
-    """
-    from ..certs import certify_key
-
-    info = certify_key(
-        open_keystore(keystore, passphrase_file),
-        kid,
-        subject=subject,
-        days=days,
-        replace=replace,
-    )
-    if as_json:
-        echo_json(info.as_dict())
-        return
-    d = info.as_dict()
-    lines = [
-        f"certificate for key {info.kid}",
-        f"  subject      {d['subject']}",
-        f"  valid        {d['not_before']} to {d['not_after']}",
-        f"  SHA-256      {info.sha256}",
-        f"  SHA-1        {info.sha1.replace(':', '')}  (Entra ID shows this as Thumbprint)",
-        f"  x5t#S256     {info.x5t_s256}",
-        "export it with: jwktool keys export --kid "
-        f"{info.kid} --format cert -o {info.kid[:12]}.crt",
-    ]
-    for line in lines:
-        click.echo(safe_text(line))

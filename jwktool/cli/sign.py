@@ -23,13 +23,30 @@ from ._common import (
     open_keystore,
     passphrase_option,
 )
-from ._server import explicit_where, header_shape, provider_option_list
+from ._server import (
+    check_no_stray_location,
+    explicit_where,
+    header_shape,
+    provider_option_list,
+)
 
 
-def audience_options(func: F) -> F:
+def _audience_options(func: F, *, header: bool) -> F:
     """Add ``--env``, ``--audience`` and the provider options (``--provider``, ...)."""
-    for option in reversed(provider_option_list()):
+    for option in reversed(provider_option_list(header=header)):
         func = option(func)
+    func = click.option(
+        "--token-endpoint",
+        envvar="JWKTOOL_TOKEN_ENDPOINT",
+        default=None,
+        help="A token endpoint URL; with a provider whose aud is its token endpoint.",
+    )(func)
+    func = click.option(
+        "--issuer",
+        envvar="JWKTOOL_ISSUER",
+        default=None,
+        help="An issuer URL; the aud for servers whose aud is the issuer (nothing is fetched).",
+    )(func)
     func = click.option(
         "--audience",
         envvar="JWKTOOL_AUDIENCE",
@@ -47,20 +64,26 @@ def audience_options(func: F) -> F:
 
 def assertion_target(provider: str | None, where: dict[str, Any]) -> dict[str, Any]:
     """``audience`` and ``env`` for create_assertion, from the options that say where."""
-    from ..errors import InputError
-    from ..settings import offline_audience, provider_settings
+    from ..settings import ServerSettings, offline_audience, provider_settings
 
     located = {name: where.pop(name) for name in ("tenant", "realm_url", "domain")}
     if provider:
         settings = provider_settings(provider, **where, **located)
         return {"audience": offline_audience(settings), "env": None}
-    stray = next((name for name, value in located.items() if value), None)
-    if stray:
-        raise InputError(
-            f"{stray} needs provider (entra, keycloak, okta or auth0)",
-            params=(stray, "provider"),
-        )
+    check_no_stray_location(located)
+    if where.get("issuer") or where.get("token_endpoint"):
+        return {"audience": offline_audience(ServerSettings(**where)), "env": None}
     return {"audience": where["audience"], "env": where["env"]}
+
+
+def audience_options(func: F) -> F:
+    """Where the assertion goes (``--env``, ``--audience``, ``--provider``...) and ``--header``."""
+    return _audience_options(func, header=True)
+
+
+def checked_audience_options(func: F) -> F:
+    """As :func:`audience_options`, without ``--header``: ``inspect`` reads the header."""
+    return _audience_options(func, header=False)
 
 
 @click.command("sign")
@@ -137,7 +160,7 @@ def sign(
     default=None,
     help="Verify against this JWKS file instead of the keystore.",
 )
-@audience_options
+@checked_audience_options
 @json_option
 @click.pass_context
 def inspect(
@@ -180,7 +203,6 @@ def inspect(
             jwks = json.loads(raw.decode("utf-8"))
         except (ValueError, RecursionError):
             fail("the --jwks file is not a JSON JWKS")
-    located.pop("header")  # what an assertion carries is read, not chosen, here
     where = explicit_where(ctx, env=env, audience=audience, **located)
     provider = where.pop("provider")
     if provider and not any(where[n] for n in ("tenant", "realm_url", "domain", "env")):
