@@ -192,7 +192,7 @@ def test_an_outside_keys_x5c_must_be_a_list_of_certificates(tmp_path: Path) -> N
             return b"\0" * 64
 
     with pytest.raises(InputError, match="x5c must be a list"):
-        prepare(Outside())  # type: ignore[arg-type]
+        prepare(Outside())
 
 
 def test_inspect_warns_when_the_certificate_belongs_to_a_pending_key(tmp_path: Path) -> None:
