@@ -46,7 +46,12 @@ def check_keystore(
     except JwktoolError as exc:
         out.add("keystore", "fail", exc.message)
         return None
-    out.add("keystore", "ok", f"{store.path} is private and parses ({len(data.keys)} keys)")
+    out.add(
+        "keystore",
+        "ok",
+        f"{store.path} is private and parses ({len(data.keys)} key"
+        + ("s)" if len(data.keys) != 1 else ")"),
+    )
     active = data.active()
     if active is None:
         out.add("active key", "fail", "no active key: generate one or activate a pending key")

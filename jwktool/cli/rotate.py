@@ -312,7 +312,7 @@ def keys_status(
                     f"cert     until {until}"
                     + (
                         ("  EXPIRED" if left.total_seconds() <= 0 else "  EXPIRES SOON")
-                        + f": renew it (jwktool keys cert {active.kid} --replace, or rotate)"
+                        + _renewal(store, active.kid)
                         if report.certificate_expiring
                         else f"; warning from {short_age(report.cert_warn.total_seconds())} before"
                     )
@@ -380,4 +380,21 @@ def keys_publish(keystore: str | None, dest: str, cache_max_age: timedelta) -> N
         click.echo(safe_text(f"{what} {result.path} ({count})"), err=True)
     click.echo(
         safe_text(f"serve it with the header: Cache-Control: {result.cache_control}"), err=True
+    )
+
+
+def _renewal(store: Any, kid: str) -> str:
+    """How to renew the certificate of ``kid``: by jwktool when self-signed, else by its CA."""
+    from ..certs import certificate_info
+    from ..errors import JwktoolError
+
+    try:
+        self_signed = certificate_info(store, kid).self_signed
+    except JwktoolError:
+        self_signed = False
+    if self_signed:
+        return f": renew it (jwktool keys rotate, or jwktool keys cert {kid} --replace)"
+    return (
+        f": its CA must issue a new one (jwktool keys csr {kid} --subject ... makes the "
+        f"request), then: jwktool keys cert {kid} --from FILE --replace"
     )

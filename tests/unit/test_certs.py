@@ -395,3 +395,94 @@ def test_rotation_notes_that_a_ca_issued_certificate_needs_a_new_one(tmp_path: P
     assert result.staged_key is not None
     assert result.staged_key.certificate_expires is None
     assert any("issued by a CA" in note for note in result.notes)
+
+
+def _ca_issue(csr_pem: bytes, days: int = 60) -> tuple[bytes, bytes]:
+    """A test CA signs the request; returns (leaf PEM, CA PEM)."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test Issuing CA")])
+    start = datetime.now(timezone.utc)
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    csr = x509.load_pem_x509_csr(csr_pem)
+    assert csr.is_signature_valid
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(csr.subject)
+        .issuer_name(ca_name)
+        .public_key(csr.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=days))
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    return leaf.public_bytes(pem), ca.public_bytes(pem)
+
+
+@needs_openssl
+def test_a_csr_is_signed_by_a_ca_and_attached_with_its_chain(tmp_path: Path) -> None:
+    path = tmp_path / "ks.json"
+    kid = _store(path)
+    csr = certs.make_csr(path, kid, subject="CN=gipod-sync,O=Example").encode()
+    verified = subprocess.run(
+        [OPENSSL or "openssl", "req", "-verify", "-noout"],
+        input=csr,
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+    assert b"verif" in (verified.stdout + verified.stderr).lower()
+    leaf, ca = _ca_issue(csr)
+    info = certs.attach_certificate(path, kid, ca + leaf)
+    assert not info.self_signed and info.chain_length == 2
+    assert info.subject == "CN=gipod-sync,O=Example"
+    with pytest.raises(InputError, match="replace it explicitly"):
+        certs.attach_certificate(path, kid, leaf)
+    other = tmp_path / "other.json"
+    _store(other)
+    with pytest.raises(KeyValidationError, match="does not certify this key"):
+        certs.attach_certificate(other, None, leaf)
+    with pytest.raises(KeyValidationError, match=r"not an X\.509 certificate"):
+        certs.attach_certificate(path, kid, b"garbage", replace=True)
+
+
+def test_rotation_never_promotes_a_key_without_the_certificate_the_server_needs(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ks.json"
+    kid = _store(path)
+    leaf, ca = _ca_issue(certs.make_csr(path, kid, subject="CN=client").encode())
+    certs.attach_certificate(path, kid, leaf + ca)
+    staged = rotate_keys(path, min_age=timedelta(0))
+    assert staged.staged_key is not None
+    new = staged.staged_key.kid
+    assert any("keys csr" in note for note in staged.notes)
+    later = rotate_keys(path, overlap=timedelta(0))
+    assert keys.list_keys(path)[0].kid == kid  # still the active key
+    assert any(f"pending key {new} is not promoted" in note for note in later.notes)
+    issued, _ = _ca_issue(certs.make_csr(path, new, subject="CN=client").encode())
+    certs.attach_certificate(path, new, issued)
+    promoted = rotate_keys(path, overlap=timedelta(0))
+    assert [a.kid for a in promoted.actions if a.action == "promoted"] == [new]
+
+
+def test_status_says_a_ca_issued_certificate_is_renewed_by_its_ca(tmp_path: Path, cli: Any) -> None:
+    path = tmp_path / "ks.json"
+    kid = _store(path)
+    leaf, _ = _ca_issue(certs.make_csr(path, kid, subject="CN=client").encode(), days=10)
+    certs.attach_certificate(path, kid, leaf)
+    result = cli("keys", "status", "--keystore", path)
+    assert result.exit_code == 15
+    assert "keys csr" in result.stdout and "--from FILE" in result.stdout
+    made = cli("keys", "cert", "--keystore", path, kid, "--from", "-", "--days", "3", input=leaf)
+    assert made.exit_code == 2 and "--days is for a self-signed" in made.stderr

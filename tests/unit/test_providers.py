@@ -249,3 +249,54 @@ def test_keys_cert_and_export_cli(cli: CliInvoke, tmp_path: Path) -> None:
     assert status.exit_code == 15, status.output
     assert "EXPIRES SOON" in status.stdout
     assert cli("keys", "status", "--keystore", path, "--cert-warn", "5d").exit_code == 0
+
+
+def test_sign_applies_the_providers_lifetime_ceiling(cli: CliInvoke, tmp_path: Path) -> None:
+    path = tmp_path / "ks.json"
+    keys.generate_key(path, alg="RS256", size=2048)
+    base = ("sign", "--keystore", path, "--client-id", CLIENT, "--lifetime")
+    keycloak = cli(*base, "300", "--provider", "keycloak", "--realm-url", "https://s/realms/r")
+    assert keycloak.exit_code == 2 and "60 s Keycloak accepts" in keycloak.stderr
+    okta = cli(*base, "900", "--provider", "okta", "--domain", "a.okta.com")
+    assert okta.exit_code == 0, okta.output
+    auth0 = cli(*base, "600", "--provider", "auth0", "--domain", "a.auth0.com")
+    assert auth0.exit_code == 2 and "300 s Auth0 accepts" in auth0.stderr
+
+
+def test_sign_takes_an_issuer_or_token_endpoint_with_the_providers_aud_rule(
+    cli: CliInvoke, tmp_path: Path
+) -> None:
+    path = tmp_path / "ks.json"
+    keys.generate_key(path, alg="ES256")
+    generic = _sign(cli, path, "--provider", "generic", "--issuer", "https://idp.example")
+    assert generic["claims"]["aud"] == "https://idp.example"
+    okta = _sign(
+        cli, path, "--provider", "okta", "--token-endpoint", "https://a.okta.com/oauth2/x/v1/token"
+    )
+    assert okta["claims"]["aud"] == "https://a.okta.com/oauth2/x/v1/token"
+    plain = _sign(cli, path, "--issuer", "https://idp.example")
+    assert plain["claims"]["aud"] == "https://idp.example"
+
+
+def test_entra_names_the_api_in_the_scope_not_resource() -> None:
+    with pytest.raises(InputError, match="names the API in the scope"):
+        provider_settings("entra", tenant="t", resource="https://graph.microsoft.com")
+
+
+@pytest.mark.parametrize(
+    ("option", "provider"),
+    [("--tenant", "entra"), ("--realm-url", "keycloak"), ("--domain", "okta or auth0")],
+)
+def test_a_locating_option_without_provider_names_its_provider(
+    cli: CliInvoke, tmp_path: Path, option: str, provider: str
+) -> None:
+    path = tmp_path / "ks.json"
+    keys.generate_key(path, alg="ES256")
+    result = cli("sign", "--keystore", path, "--client-id", CLIENT, option, "x", "--env", "test")
+    assert result.exit_code == 2
+    assert f"{option} needs --provider {provider}" in result.stderr
+
+
+def test_inspect_has_no_header_option(cli: CliInvoke) -> None:
+    assert "--header" not in cli("inspect", "--help").stdout
+    assert "--header" in cli("sign", "--help").stdout
