@@ -63,7 +63,8 @@ def _read_pkcs12(material: bytes, passphrase: bytes | None) -> tuple[bytes, list
     except ValueError:
         if passphrase is None:
             raise KeyValidationError(
-                "not a JWK, a JWKS or a PEM file; if it is PKCS#12 (.p12, .pfx), "
+                "unrecognised key format: not a JWK, a JWKS or a PEM file; if it is PKCS#12 "
+                "(.p12, .pfx), "
                 "give its passphrase with pem_passphrase",
                 params=("pem_passphrase",),
             ) from None

@@ -19,12 +19,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlsplit
 
-from ._jwa import Alg
 from .errors import InputError
 from .headers import DEFAULT_HEADER, HeaderShape
+
+if TYPE_CHECKING:
+    from ._jwa import Alg  # not at run time: _jwa loads cryptography
 
 __all__ = [
     "PROVIDERS",
