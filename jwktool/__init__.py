@@ -13,6 +13,12 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .certs import (
+        attach_certificate as attach_certificate,
+    )
+    from .certs import (
+        certify_key as certify_key,
+    )
     from .config import (
         Profile as Profile,
     )
@@ -94,6 +100,9 @@ if TYPE_CHECKING:
     from .exchanger import (
         key_verifier as key_verifier,
     )
+    from .headers import (
+        HeaderShape as HeaderShape,
+    )
     from .inspection import (
         Check as Check,
     )
@@ -160,6 +169,12 @@ if TYPE_CHECKING:
     from .presets import (
         Environment as Environment,
     )
+    from .providers import (
+        PROVIDERS as PROVIDERS,
+    )
+    from .providers import (
+        Provider as Provider,
+    )
     from .rediscache import (
         RedisTokenCache as RedisTokenCache,
     )
@@ -180,6 +195,9 @@ if TYPE_CHECKING:
     )
     from .settings import (
         ServerSettings as ServerSettings,
+    )
+    from .settings import (
+        provider_settings as provider_settings,
     )
     from .signer import (
         ASSERTION_TYPE as ASSERTION_TYPE,
@@ -243,7 +261,10 @@ _EXPORTS: dict[str, str] = {
     ),
     **dict.fromkeys(["BearerAuth", "TokenClient", "fetch_token", "key_verifier"], "exchanger"),
     **dict.fromkeys(["Endpoint", "resolve_endpoint"], "discovery"),
-    **dict.fromkeys(["RetryPolicy", "ServerSettings"], "settings"),
+    **dict.fromkeys(["RetryPolicy", "ServerSettings", "provider_settings"], "settings"),
+    **dict.fromkeys(["attach_certificate", "certify_key"], "certs"),
+    **dict.fromkeys(["HeaderShape"], "headers"),
+    **dict.fromkeys(["PROVIDERS", "Provider"], "providers"),
     **dict.fromkeys(["request_token"], "tokenrequest"),
     **dict.fromkeys(["AccessToken"], "tokens"),
     **dict.fromkeys(["Check", "Inspection", "inspect_assertion"], "inspection"),
