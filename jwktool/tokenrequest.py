@@ -106,6 +106,7 @@ def _hint(
     description: str | None = None,
 ) -> str:
     if error == "invalid_client":
+        dv = "vlaanderen.be" in urlsplit(aud).netloc or not aud
         causes = {
             "jwks_uri": "the server could not read the client's JWKS URL: check that it "
             "answers (jwktool keys status --jwks-url URL)",
@@ -113,10 +114,15 @@ def _hint(
             "'jwktool keys export' and compare with the portal)"
             if kid
             else "the signing key is not registered for this client",
-            "client": f"the client id {client_id} is wrong (it is the UUID the portal shows)",
-            "aud": f"aud {aud} is not what the server expects (Digitaal Vlaanderen: the issuer, "
-            "without /v1/token and without a trailing slash)",
-            "alg": "the server does not accept this algorithm (RS256 is the safe choice)",
+            "client": f"the client id {client_id} is wrong (it is the id the portal shows)",
+            "aud": f"aud {aud} is not what the server expects"
+            + (
+                " (Digitaal Vlaanderen: the issuer, without /v1/token and without a trailing slash)"
+                if dv
+                else " (see the provider profiles for the aud each server wants: --provider)"
+            ),
+            "alg": "the server does not accept this algorithm"
+            + (" (RS256 is the safe choice)" if dv else ""),
             "clock": "this machine's clock is off from the server's"
             + (f" (by {-offset:+.0f} s)" if offset is not None else "")
             + ", or the assertion's times are wrong: check NTP",

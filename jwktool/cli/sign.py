@@ -205,7 +205,8 @@ def inspect(
             fail("the --jwks file is not a JSON JWKS")
     where = explicit_where(ctx, env=env, audience=audience, **located)
     provider = where.pop("provider")
-    if provider and not any(where[n] for n in ("tenant", "realm_url", "domain", "env")):
+    locating = ("tenant", "realm_url", "domain", "env", "issuer", "token_endpoint")
+    if provider and not any(where[n] for n in locating):
         target = {"audience": where["audience"], "env": None}  # the provider's rules only
     else:
         target = assertion_target(provider, where)

@@ -146,3 +146,33 @@ def test_token_cli_with_provider_entra(
     )
     assert doctor.exit_code == 0, doctor.output
     assert "Microsoft Entra ID accepts" in doctor.stdout
+
+
+def test_inspect_with_a_provider_checks_the_aud_its_server_gives(
+    cli: CliInvoke, tmp_path: Path
+) -> None:
+    """Found against node oidc-provider: --issuer with --provider was not used for the aud."""
+    path = tmp_path / "ks.json"
+    keys.generate_key(path, alg="ES256")
+    signed = cli("sign", "--keystore", path, "--client-id", CLIENT, "--audience", "https://evil/")
+    assert signed.exit_code == 0
+    for args in (
+        ("--provider", "keycloak", "--issuer", "https://sso.example/realms/r"),
+        ("--provider", "okta", "--token-endpoint", "https://a.okta.com/oauth2/v1/token"),
+    ):
+        result = cli("inspect", "--keystore", path, *args, "-", input=signed.stdout)
+        assert result.exit_code == 6, result.output
+        assert "is not the expected" in result.stdout
+
+
+def test_an_invalid_client_hint_gives_digitaal_vlaanderen_advice_only_for_its_servers(
+    auth_server: AuthServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "ks.json"
+    keys.generate_key(path, alg="ES256")  # never registered: the server refuses it
+    settings = provider_settings("okta", token_endpoint=auth_server.token_endpoint)
+    with pytest.raises(ServerRejectedError) as caught:
+        fetch_token(path, CLIENT, settings)
+    assert caught.value.error == "invalid_client"
+    assert "Digitaal Vlaanderen" not in str(caught.value)
+    assert "RS256 is the safe choice" not in str(caught.value)
