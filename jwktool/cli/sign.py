@@ -101,7 +101,7 @@ def checked_audience_options(func: F) -> F:
     "--allow-long-lifetime",
     is_flag=True,
     cls=CommandLineOnly,
-    help="Allow a lifetime over 600 s (not for ACM).",
+    help="Allow a lifetime over the server's ceiling (600 s; a --provider's own).",
 )
 @click.option(
     "--kid",
