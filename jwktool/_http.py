@@ -36,7 +36,8 @@ log = logging.getLogger("jwktool")
 
 #: A token or discovery response larger than this is refused unread.
 MAX_RESPONSE_BYTES: Final = 256 * 1024
-_USER_AGENT: Final = "jwktool"
+#: The User-Agent of every request jwktool sends.
+USER_AGENT: Final = "jwktool"
 
 
 def is_loopback(host: str) -> bool:
@@ -107,7 +108,7 @@ def check_url(url: str, what: str) -> str:
 
 def new_session() -> requests.Session:
     session = requests.Session()
-    session.headers["User-Agent"] = _USER_AGENT
+    session.headers["User-Agent"] = USER_AGENT
     return session
 
 
@@ -234,6 +235,13 @@ def _connect_failure(exc: BaseException, url: str) -> ServerUnreachableError | N
                 retryable=True,
             )
     return None
+
+
+def transport_cause(
+    exc: BaseException, url: str, bundle: str | None = None
+) -> ServerUnreachableError | None:
+    """The TLS or connection failure under any transport error (requests or httpx), if known."""
+    return _tls_failure(exc, urlsplit(url).netloc, bundle) or _connect_failure(exc, url)
 
 
 def _describe_transport_error(

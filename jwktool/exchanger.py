@@ -40,7 +40,7 @@ from .settings import DEFAULT_TIMEOUT, RetryPolicy, ServerSettings
 from .signer import Signer, probe_assertion
 from .tokencache import TokenCacheBackend, cache_key, open_cache
 from .tokenrequest import request_token
-from .tokens import AccessToken, from_cache_entry
+from .tokens import AccessToken, from_cache_entry, to_cache_entry
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -53,8 +53,10 @@ __all__ = [
     "TokenClient",
     "fetch_token",
     "key_verifier",
+    "refresh_time",
     "request_token",
     "resolve_endpoint",
+    "retry_delay",
 ]
 
 
@@ -226,7 +228,7 @@ class TokenClient:
                 return from_cache_entry(entry), float(entry["refresh_at"])
             token = self._fetch_with_retries(budget)
             refresh_at = self._refresh_time(token)
-            cache.put(key, _cache_entry(token, refresh_at))
+            cache.put(key, to_cache_entry(token, refresh_at))
             return token, refresh_at
 
     @property
@@ -238,15 +240,20 @@ class TokenClient:
         """Return just the access token string (see :meth:`get_token`)."""
         return self.get_token().access_token
 
-    def invalidate(self, token: AccessToken | str | None = None) -> None:
-        """Drop the cached token (only if it is ``token``, when one is given)."""
+    def invalidate(self, token: AccessToken | str | None = None) -> bool:
+        """Drop the cached token (only if it is ``token``, when one is given).
+
+        :returns: whether a token was dropped (False: ``token`` was already replaced).
+        """
         with self._lock:
             current = self._token
             if current is None:
-                return
+                return False
             if token is None or token is current or token == current.access_token:
                 self._token = None
                 self._refresh_at = 0.0
+                return True
+            return False
 
     def close(self) -> None:
         """Close the HTTP session (when the client made it)."""
@@ -264,11 +271,7 @@ class TokenClient:
         return BearerAuth(self)
 
     def _refresh_time(self, token: AccessToken) -> float:
-        lifetime = token.expires_at - self._clock()
-        margin = self._margin if self._margin is not None else max(60.0, 0.1 * lifetime)
-        if margin >= lifetime:
-            margin = lifetime / 2  # a very short-lived token: use half of it
-        return token.expires_at - margin
+        return refresh_time(token, self._clock(), self._margin)
 
     def _fetch_with_retries(self, budget: Budget) -> AccessToken:
         assert self._endpoint is not None and self._signer is not None
@@ -295,41 +298,58 @@ class TokenClient:
                     budget=budget,
                 )
             except ServerUnreachableError as exc:
-                if not exc.retryable or attempt >= policy.max_retries:
-                    raise
-                delay = min(policy.max_backoff, policy.backoff * (2**attempt))
-                delay = self._jitter(delay / 2, delay)  # jitter: no thundering herd
-                if exc.retry_after is not None:
-                    delay = max(delay, exc.retry_after)
-                # A retry that could not even start in time is no retry: say why.
-                if waited + delay > policy.max_wait or delay + 0.1 >= budget.remaining():
-                    raise ServerUnreachableError(
-                        f"{exc.message}; no retry: the next one would start after "
-                        f"{delay:.0f} s, past the time limit",
-                        status=exc.status,
-                        retryable=False,
-                        retry_after=exc.retry_after,
-                    ) from None
-                line = (
-                    f"{exc.message}; retry {attempt + 1} of {policy.max_retries} in {delay:.1f} s"
-                )
-                log.info("token request failed: %s", line)
-                budget.tell(line)
+                delay = retry_delay(exc, policy, attempt, waited, budget, self._jitter)
                 self._sleep(delay)
                 waited += delay
                 attempt += 1
 
 
-def _cache_entry(token: AccessToken, refresh_at: float) -> dict[str, Any]:
-    return {
-        "access_token": token.access_token,
-        "token_type": token.token_type,
-        "expires_in": token.expires_in,
-        "expires_at": token.expires_at,
-        "refresh_at": refresh_at,
-        "scope": token.scope,
-        "raw": dict(token.raw),
-    }
+def retry_delay(
+    exc: ServerUnreachableError,
+    policy: RetryPolicy,
+    attempt: int,
+    waited: float,
+    budget: Budget,
+    jitter: Jitter,
+) -> float:
+    """Seconds to wait before retrying after ``exc`` (attempt ``attempt``, 0-based), or raise.
+
+    Doubling back-off with jitter, at least the server's Retry-After; the
+    retry is told to ``budget``'s listener. Shared by the sync and async clients.
+
+    :raises ServerUnreachableError: ``exc`` when it is not retryable or the
+        retries ran out; a new one saying why when the next retry would start
+        past the time limit or the policy's total wait.
+    """
+    if not exc.retryable or attempt >= policy.max_retries:
+        raise exc
+    delay = min(policy.max_backoff, policy.backoff * (2**attempt))
+    delay = jitter(delay / 2, delay)  # jitter: no thundering herd
+    if exc.retry_after is not None:
+        delay = max(delay, exc.retry_after)
+    # A retry that could not even start in time is no retry: say why.
+    if waited + delay > policy.max_wait or delay + 0.1 >= budget.remaining():
+        raise ServerUnreachableError(
+            f"{exc.message}; no retry: the next one would start after "
+            f"{delay:.0f} s, past the time limit",
+            status=exc.status,
+            retryable=False,
+            retry_after=exc.retry_after,
+        ) from None
+    line = f"{exc.message}; retry {attempt + 1} of {policy.max_retries} in {delay:.1f} s"
+    log.info("token request failed: %s", line)
+    budget.tell(line)
+    return delay
+
+
+def refresh_time(token: AccessToken, now: float, margin: float | None) -> float:
+    """When to replace ``token``: ``margin`` seconds before it expires (default the larger
+    of 60 s and 10% of its lifetime; half of it for a very short-lived token)."""
+    lifetime = token.expires_at - now
+    ahead = margin if margin is not None else max(60.0, 0.1 * lifetime)
+    if ahead >= lifetime:
+        ahead = lifetime / 2
+    return token.expires_at - ahead
 
 
 class BearerAuth(requests.auth.AuthBase):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import email.utils
 import re
 import time
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import requests
@@ -166,7 +166,7 @@ def narrowed_scope(asked: str | None, granted: str | None) -> list[str]:
 
 
 def parse_token_response(
-    response: requests.Response,
+    response: Any,
     body: bytes,
     url: str,
     *,
@@ -288,19 +288,9 @@ def request_token(
     :raises ServerUnreachableError: network failure, timeout, 5xx, 429, a bad body.
     """
     check_url(token_endpoint, "token endpoint")
-    form = {
-        "grant_type": "client_credentials",
-        "client_assertion_type": ASSERTION_TYPE,
-        "client_assertion": client_assertion,
-    }
-    if scope:
-        form["scope"] = " ".join(scope.split())
-    if client_id:
-        form["client_id"] = client_id
-    if resource:
-        form["resource"] = resource
-    if audience:
-        form["audience"] = audience
+    form = token_form(
+        client_assertion, client_id=client_id, scope=scope, resource=resource, audience=audience
+    )
     http = session or new_session()
     started = time.time() if now is None else now
     try:
@@ -318,6 +308,64 @@ def request_token(
     finally:
         if session is None:
             http.close()
+    return finish_token_response(
+        response,
+        body,
+        form,
+        token_endpoint,
+        kid=kid,
+        client_id=client_id,
+        scope=scope,
+        assertion_audience=assertion_audience,
+        now=started,
+    )
+
+
+def token_form(
+    client_assertion: str,
+    *,
+    client_id: str | None = None,
+    scope: str | None = None,
+    resource: str | None = None,
+    audience: str | None = None,
+) -> dict[str, str]:
+    """The client_credentials form (RFC 6749 §4.4.2, RFC 7521 §4.2) of one token request."""
+    form = {
+        "grant_type": "client_credentials",
+        "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": client_assertion,
+    }
+    if scope:
+        form["scope"] = " ".join(scope.split())
+    if client_id:
+        form["client_id"] = client_id
+    if resource:
+        form["resource"] = resource
+    if audience:
+        form["audience"] = audience
+    return form
+
+
+def finish_token_response(
+    response: Any,
+    body: bytes,
+    form: dict[str, str],
+    token_endpoint: str,
+    *,
+    kid: str | None,
+    client_id: str | None,
+    scope: str | None,
+    assertion_audience: str,
+    now: float,
+) -> AccessToken:
+    """The token of an answer to ``form``, or the error that names its cause, secrets scrubbed.
+
+    ``response`` is a requests or an httpx response (``status_code``, ``headers``).
+
+    :raises ServerRejectedError: an OAuth refusal.
+    :raises ServerUnreachableError: 5xx, 429, or an answer that is not a token response.
+    """
+    started = now
     log.debug(
         "token endpoint %s answered HTTP %s", urlsplit(token_endpoint).netloc, response.status_code
     )

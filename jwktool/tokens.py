@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AccessToken", "from_cache_entry", "valid_entry"]
+__all__ = ["AccessToken", "from_cache_entry", "to_cache_entry", "valid_entry"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,19 @@ class AccessToken:
         out = dict(self.raw)
         out["expires_at"] = int(self.expires_at)
         return out
+
+
+def to_cache_entry(token: AccessToken, refresh_at: float) -> dict[str, Any]:
+    """The token-cache entry of ``token``, replaced at ``refresh_at`` (epoch seconds)."""
+    return {
+        "access_token": token.access_token,
+        "token_type": token.token_type,
+        "expires_in": token.expires_in,
+        "expires_at": token.expires_at,
+        "refresh_at": refresh_at,
+        "scope": token.scope,
+        "raw": dict(token.raw),
+    }
 
 
 def from_cache_entry(entry: Mapping[str, Any], *, now: float | None = None) -> AccessToken:
