@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    import requests
+    pass
 
 #: The HTTP trace: INFO for each exchange, DEBUG adds (redacted) bodies. ``jwktool -v``/``-vv``.
 http_log = logging.getLogger("jwktool.http")
@@ -85,13 +85,14 @@ def trace(
     method: str,
     url: str,
     form: Mapping[str, str] | None,
-    response: requests.Response,
+    response: Any,
     body: bytes,
     elapsed: float,
 ) -> None:
     """Log one HTTP exchange for ``-v``: never a token, a secret or a signature.
 
-    Secret members are hidden by name, JWS-shaped strings by shape, and the
+    ``response`` has ``status_code``, ``reason`` and ``headers`` (requests'
+    shape). Secret members are hidden by name, JWS-shaped strings by shape, and the
     assertion, its signature and any token issued by value, wherever a server
     echoes them (a header, the reason phrase, an oddly named member).
     """

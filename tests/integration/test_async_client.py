@@ -1,0 +1,354 @@
+"""AsyncTokenClient and httpx authentication (issue 16), against the local Authlib server.
+
+Each test runs its own event loop (``asyncio.run``); the server is the real
+authorization server of the other token tests, on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from jwktool import keys
+from jwktool.asyncclient import AsyncTokenClient
+from jwktool.errors import ServerRejectedError, ServerUnreachableError
+from jwktool.exchanger import TokenClient
+from jwktool.httpxauth import BearerTokenAuth
+from jwktool.settings import RetryPolicy, ServerSettings
+from jwktool.tokencache import TokenCache
+
+from .authserver import AuthServer
+from .conftest import MakeRedisServer
+from .servers import Origin, Request
+
+CLIENT_ID = "5e0c1a2b-3d4e-4f5a-8b6c-7d8e9f0a1b2c"
+SCOPES = ["gipod_pdo_read"]
+T = TypeVar("T")
+
+
+def run(coro: Awaitable[T]) -> T:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    path = tmp_path / "ks.json"
+    keys.generate_key(path, alg="ES256")
+    return path
+
+
+@pytest.fixture
+def server(auth_server: AuthServer, store: Path) -> AuthServer:
+    auth_server.register_client(CLIENT_ID, json.loads(keys.export_keys(store)), SCOPES)
+    return auth_server
+
+
+def settings(server: AuthServer, deadline: float = 10.0) -> ServerSettings:
+    return ServerSettings(
+        token_endpoint=server.token_endpoint,
+        audience=server.issuer,
+        scope="gipod_pdo_read",
+        timeout=(2.0, 5.0),
+        deadline=deadline,
+    )
+
+
+def client(server: AuthServer, store: Path, **kwargs: Any) -> AsyncTokenClient:
+    kwargs.setdefault("sleep", _no_sleep)
+    return AsyncTokenClient(store, CLIENT_ID, server=settings(server), **kwargs)
+
+
+async def _no_sleep(seconds: float) -> None:
+    await asyncio.sleep(0)
+
+
+def test_a_thousand_tasks_cause_one_token_request(server: AuthServer, store: Path) -> None:
+    async def main() -> set[str]:
+        async with client(server, store) as tokens:
+            got = await asyncio.gather(*(tokens.get_token() for _ in range(1000)))
+            again = await tokens.get_token()  # cached: no request
+            assert again is got[0]
+            return {t.access_token for t in got}
+
+    distinct = run(main())
+    assert len(distinct) == 1
+    assert server.token_requests == 1
+    assert server.is_token_valid(distinct.pop())
+
+
+def test_a_hanging_server_fails_every_caller_within_the_deadline(
+    server: AuthServer, store: Path
+) -> None:
+    server.hang_next(30)
+
+    async def main() -> list[BaseException | Any]:
+        tokens = AsyncTokenClient(store, CLIENT_ID, server=settings(server, deadline=1.5))
+        async with tokens:
+            return await asyncio.gather(
+                *(tokens.get_token() for _ in range(20)), return_exceptions=True
+            )
+
+    started = time.monotonic()
+    outcomes = run(main())
+    elapsed = time.monotonic() - started
+    assert all(isinstance(o, ServerUnreachableError) for o in outcomes), outcomes
+    assert elapsed < 1.5 + 1.0  # the promise: the deadline bounds the whole call
+
+
+def test_cancelling_one_waiter_leaves_the_shared_fetch_to_the_others(
+    server: AuthServer, store: Path
+) -> None:
+    server.delay = 0.5
+
+    async def main() -> tuple[list[Any], bool]:
+        async with client(server, store) as tokens:
+            tasks = [asyncio.ensure_future(tokens.get_token()) for _ in range(3)]
+            await asyncio.sleep(0.1)
+            tasks[0].cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            return results, tasks[0].cancelled()
+
+    results, cancelled = run(main())
+    assert cancelled
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert results[1].access_token == results[2].access_token
+    assert server.token_requests == 1
+
+
+def test_a_fetch_every_waiter_gave_up_on_still_fills_the_cache(
+    server: AuthServer, store: Path
+) -> None:
+    server.delay = 0.3
+
+    async def main() -> None:
+        async with client(server, store) as tokens:
+            waiter = asyncio.ensure_future(tokens.get_token())
+            await asyncio.sleep(0.05)
+            waiter.cancel()
+            await asyncio.sleep(0.6)  # the shared fetch finishes on its own
+            await tokens.get_token()
+
+    run(main())
+    assert server.token_requests == 1
+
+
+def test_transient_failures_are_retried_with_fresh_assertions(
+    server: AuthServer, store: Path
+) -> None:
+    server.fail_next(2, status=503)
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    async def main() -> int:
+        async with client(server, store, sleep=sleep) as tokens:
+            await tokens.get_token()
+            return tokens.requests_sent
+
+    assert run(main()) == 3
+    assert len(waits) == 2 and waits[1] > waits[0] * 0.5
+    assert server.tokens_issued == 1
+
+
+def test_invalid_client_is_never_retried(auth_server: AuthServer, store: Path) -> None:
+    async def main() -> int:
+        async with client(auth_server, store) as tokens:  # the key was never registered
+            with pytest.raises(ServerRejectedError) as caught:
+                await tokens.get_token()
+            assert caught.value.error == "invalid_client"
+            return tokens.requests_sent
+
+    assert run(main()) == 1
+
+
+def test_a_rotation_is_followed_on_the_next_fetch(server: AuthServer, store: Path) -> None:
+    async def main() -> tuple[str, str]:
+        async with client(server, store) as tokens:
+            await tokens.get_token()
+            first = server.last_form
+            new = keys.generate_key(store, alg="ES256")
+            keys.activate_key(store, new.kid)
+            server.register_client(
+                CLIENT_ID, json.loads(keys.export_keys(store, kid=new.kid)), SCOPES
+            )
+            await asyncio.sleep(0.3)  # past the signer's check interval
+            token = await tokens.get_token(force_refresh=True)
+            assert server.is_token_valid(token.access_token)
+            assert first is not None and server.last_form is not None
+            return first["client_assertion"], server.last_form["client_assertion"]
+
+    old, new = run(main())
+    from jwktool.inspection import decode_jwt
+
+    assert decode_jwt(old)[0]["kid"] != decode_jwt(new)[0]["kid"]
+
+
+def test_httpx_async_client_refreshes_once_on_a_401(server: AuthServer, store: Path) -> None:
+    async def main() -> httpx.Response:
+        async with (
+            client(server, store) as tokens,
+            httpx.AsyncClient(auth=tokens.auth(), timeout=5) as http,
+        ):
+            ok = await http.get(server.resource_url)
+            assert ok.status_code == 200
+            server.revoke_all_tokens()
+            return await http.get(server.resource_url)
+
+    answer = run(main())
+    assert answer.status_code == 200
+    assert answer.json()["client_id"] == CLIENT_ID
+    assert server.token_requests == 2  # exactly one refresh
+    assert server.resource_requests == 3  # 200, 401, retried 200
+
+
+def test_many_concurrent_401s_cause_one_refresh(server: AuthServer, store: Path) -> None:
+    async def main() -> list[int]:
+        async with (
+            client(server, store) as tokens,
+            httpx.AsyncClient(auth=tokens.auth(), timeout=5) as http,
+        ):
+            await http.get(server.resource_url)
+            server.revoke_all_tokens()
+            answers = await asyncio.gather(*(http.get(server.resource_url) for _ in range(20)))
+            return [a.status_code for a in answers]
+
+    assert run(main()) == [200] * 20
+    assert server.token_requests == 2
+
+
+def test_a_401_from_where_a_redirect_led_never_gets_a_token(
+    server: AuthServer, store: Path
+) -> None:
+    elsewhere = Origin(lambda request: (401, {"WWW-Authenticate": "Bearer"}, b"{}"))
+    api = Origin(lambda request: (307, {"Location": f"http://localhost:{elsewhere.port}/x"}, b""))
+
+    async def main() -> httpx.Response:
+        async with (
+            client(server, store) as tokens,
+            httpx.AsyncClient(auth=tokens.auth(), follow_redirects=True, timeout=5) as http,
+        ):
+            return await http.get(f"http://127.0.0.1:{api.port}/v1/data")
+
+    try:
+        answer = run(main())
+    finally:
+        elsewhere.close()
+        api.close()
+    assert answer.status_code == 401
+    assert len(elsewhere.seen) == 1
+    assert _bearer(elsewhere.seen) == []
+    assert len(_bearer(api.seen)) == 1
+    assert server.token_requests == 1
+
+
+def _bearer(seen: list[Request]) -> list[str]:
+    return [r.headers["Authorization"] for r in seen if "Authorization" in r.headers]
+
+
+def test_sync_httpx_client_with_a_token_client(server: AuthServer, store: Path) -> None:
+    with (
+        TokenClient(store, CLIENT_ID, server=settings(server)) as tokens,
+        httpx.Client(auth=BearerTokenAuth(tokens), timeout=5) as http,
+    ):
+        assert http.get(server.resource_url).status_code == 200
+        server.revoke_all_tokens()
+        again = http.get(server.resource_url)
+    assert again.status_code == 200
+    assert [r.status_code for r in again.history] == [401]  # one retry, as with requests
+    assert server.token_requests == 2
+
+
+def test_a_token_client_in_an_async_httpx_client(server: AuthServer, store: Path) -> None:
+    async def main() -> int:
+        with TokenClient(store, CLIENT_ID, server=settings(server)) as tokens:
+            async with httpx.AsyncClient(auth=BearerTokenAuth(tokens), timeout=5) as http:
+                return (await http.get(server.resource_url)).status_code
+
+    assert run(main()) == 200
+
+
+def test_the_file_cache_is_shared_with_sync_clients(
+    server: AuthServer, store: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "tokens.json"
+
+    async def main() -> str:
+        async with client(server, store, cache=str(cache)) as tokens:
+            return (await tokens.get_token()).access_token
+
+    first = run(main())
+    with TokenClient(store, CLIENT_ID, server=settings(server), cache=TokenCache(cache)) as sync:
+        assert sync.get_token().access_token == first
+    assert run(main()) == first
+    assert server.token_requests == 1
+
+
+def test_the_redis_cache_serves_a_fleet_of_async_clients(
+    server: AuthServer, store: Path, make_redis_server: MakeRedisServer
+) -> None:
+    redis = make_redis_server()
+
+    async def one() -> str:
+        async with client(server, store, cache=redis.url) as tokens:
+            return (await tokens.get_token()).access_token
+
+    async def main() -> set[str]:
+        return set(await asyncio.gather(*(one() for _ in range(10))))
+
+    assert len(run(main())) == 1
+    assert server.token_requests == 1
+
+
+def test_a_dns_failure_is_named(store: Path) -> None:
+    async def main() -> None:
+        tokens = AsyncTokenClient(
+            store,
+            CLIENT_ID,
+            server=ServerSettings(
+                token_endpoint="https://no-such-host.invalid/token",
+                audience="https://no-such-host.invalid",
+                deadline=5,
+            ),
+            retry=RetryPolicy(max_retries=0),
+        )
+        async with tokens:
+            await tokens.get_token()
+
+    with pytest.raises(ServerUnreachableError, match="cannot resolve host"):
+        run(main())
+
+
+def test_a_refused_connection_is_named(store: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    async def main() -> None:
+        tokens = AsyncTokenClient(
+            store,
+            CLIENT_ID,
+            server=ServerSettings(
+                token_endpoint=f"http://127.0.0.1:{port}/token",
+                audience="http://127.0.0.1",
+                deadline=5,
+            ),
+            retry=RetryPolicy(max_retries=0),
+        )
+        async with tokens:
+            await tokens.get_token()
+
+    with pytest.raises(ServerUnreachableError, match="refused the connection"):
+        run(main())
+
+
+Factory = Callable[[], Awaitable[None]]
