@@ -60,7 +60,7 @@ from .exchanger import Jitter, refresh_time, retry_delay
 from .keystore import KeystoreLike
 from .settings import RetryPolicy, ServerSettings
 from .signer import Signer
-from .tokencache import TokenCacheBackend, cache_key, open_cache
+from .tokencache import AsyncTokenCacheBackend, TokenCacheBackend, cache_key, open_cache
 from .tokenrequest import finish_token_response, token_form
 from .tokens import AccessToken, from_cache_entry, to_cache_entry
 
@@ -111,6 +111,7 @@ class AsyncTokenClient:
             raise InputError("server must be a ServerSettings")
         self.server = server
         self._cache = open_cache(cache)
+        self._owns_cache = isinstance(cache, str)  # made here from a URL or path
         self._retry = retry or RetryPolicy()
         self._margin = margin
         self._lifetime = lifetime
@@ -203,6 +204,9 @@ class AsyncTokenClient:
         if self._own_session is not None:
             await self._own_session.aclose()
             self._own_session = None
+        closer = getattr(self._cache, "aclose", None)
+        if closer is not None and self._owns_cache:
+            await closer()
         self._pool.shutdown(wait=False)
 
     async def __aenter__(self) -> AsyncTokenClient:
@@ -269,6 +273,8 @@ class AsyncTokenClient:
             thumbprint(self._signer.current_key().public_jwk),
             self.server.resource,
         )
+        if isinstance(cache, AsyncTokenCacheBackend):
+            return await self._shared_async(cache, key, budget, force_refresh)
         if not force_refresh:
             entry = await self._off_loop(cache.get, key)
             if entry is not None:
@@ -285,6 +291,23 @@ class AsyncTokenClient:
             return token, refresh_at
         finally:
             await self._off_loop(lock.__exit__, None, None, None)
+
+    async def _shared_async(
+        self, cache: AsyncTokenCacheBackend, key: str, budget: Budget, force_refresh: bool
+    ) -> tuple[AccessToken, float]:
+        """The same single flight, on a cache with an asyncio side (Redis): nothing in a thread."""
+        if not force_refresh:
+            entry = await cache.aget(key)
+            if entry is not None:
+                return from_cache_entry(entry), float(entry["refresh_at"])
+        async with cache.alock(key, timeout=min(budget.remaining(), 60.0)):
+            entry = None if force_refresh else await cache.aget(key)
+            if entry is not None:  # another process fetched it while we waited
+                return from_cache_entry(entry), float(entry["refresh_at"])
+            token = await self._fetch_with_retries(budget)
+            refresh_at = refresh_time(token, self._clock(), self._margin)
+            await cache.aput(key, to_cache_entry(token, refresh_at))
+            return token, refresh_at
 
     async def _fetch_with_retries(self, budget: Budget) -> AccessToken:
         attempt, waited = 0, 0.0

@@ -29,6 +29,7 @@ jwktool never imports it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
@@ -36,7 +37,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
@@ -122,16 +123,19 @@ class RedisTokenCache:
                 raise InputError(
                     f"cannot read the Redis password file {password_file}: {exc.strerror or exc}"
                 ) from None
+        options: dict[str, Any] = {
+            "password": password,
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "retry_on_timeout": False,
+        }
         try:
-            self._client = redis.Redis.from_url(
-                url,
-                password=password,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                retry_on_timeout=False,
-            )
+            self._client = redis.Redis.from_url(url, **options)
         except ValueError:  # a port, database number or query value redis-py refuses
             raise InputError(_BAD_URL) from None
+        # The asyncio client (AsyncTokenClient) is made on first use, per event loop.
+        self._async_args = (url, options)
+        self._async: tuple[asyncio.AbstractEventLoop, Any] | None = None
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         # Errors that mean "not answering"; any other is Redis refusing (ACL, auth).
         self._silent: tuple[type[BaseException], ...] = (
@@ -230,6 +234,83 @@ class RedisTokenCache:
         """Close the connections."""
         with contextlib.suppress(*self._errors):
             self._client.close()
+
+    # -- the same protocol for asyncio (AsyncTokenClient), on redis.asyncio -------------
+
+    def _aclient(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async[0] is not loop:
+            import redis.asyncio
+
+            url, options = self._async_args
+            self._async = (loop, redis.asyncio.Redis.from_url(url, **options))
+        return self._async[1]
+
+    async def aget(self, key: str, *, now: float | None = None) -> dict[str, Any] | None:
+        """:meth:`get`, awaited on the event loop."""
+        name = self._prefix + "token:" + key
+        if self._cooling():
+            return None
+        try:
+            raw = await self._aclient().eval(_GET_BOUNDED, 1, name, _MAX_ENTRY_BYTES)
+        except self._errors as exc:
+            self._degraded(exc)
+            return None
+        entry = self._open(name, raw) if isinstance(raw, bytes) else None
+        at = time.time() if now is None else now
+        if entry is None or at >= float(entry["refresh_at"]):
+            return None
+        return entry
+
+    async def aput(self, key: str, entry: dict[str, Any], *, now: float | None = None) -> None:
+        """:meth:`put`, awaited on the event loop."""
+        at = time.time() if now is None else now
+        ttl_ms = math.ceil((float(entry["expires_at"]) - at) * 1000)
+        if ttl_ms <= 0 or self._cooling():
+            return
+        try:
+            name = self._prefix + "token:" + key
+            await self._aclient().set(name, self._seal(name, entry), px=ttl_ms)
+        except self._errors as exc:
+            self._degraded(exc)
+
+    @contextlib.asynccontextmanager
+    async def alock(self, key: str, timeout: float) -> AsyncIterator[None]:
+        """:meth:`lock`, awaited: the waiting polls without holding a thread."""
+        name = self._prefix + "lock:" + key
+        owner = secrets.token_hex(16)
+        held = False
+        give_up = time.monotonic() + max(0.0, timeout) / 2
+        try:
+            while True:
+                try:
+                    if self._cooling():
+                        break
+                    client = self._aclient()
+                    held = bool(await client.set(name, owner, nx=True, px=self._lock_ms))
+                    if held or await self.aget(key) is not None:
+                        break
+                    ttl = await client.pttl(name)
+                    if isinstance(ttl, int) and (ttl == -1 or ttl > self._lock_ms):
+                        break  # not a lock of ours (no expiry, or a longer one): no waiting
+                except self._errors as exc:
+                    self._degraded(exc)
+                    break
+                if time.monotonic() >= give_up:
+                    break
+                await asyncio.sleep(_POLL)
+            yield
+        finally:
+            if held:
+                with contextlib.suppress(*self._errors):
+                    await self._aclient().eval(_RELEASE, 1, name, owner)
+
+    async def aclose(self) -> None:
+        """Close the asyncio connections (those of the running event loop)."""
+        if self._async is not None and self._async[0] is asyncio.get_running_loop():
+            with contextlib.suppress(*self._errors):
+                await self._async[1].aclose()
+        self._async = None
 
     # -- entries ----------------------------------------------------------------------
 

@@ -23,9 +23,9 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 from ._fileio import (
     MAX_KEYSTORE_BYTES,
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENV_TOKEN_CACHE",
+    "AsyncTokenCacheBackend",
     "TokenCache",
     "TokenCacheBackend",
     "cache_key",
@@ -138,6 +139,28 @@ class TokenCacheBackend(Protocol):
         optimisation (one request instead of N), never a reason to fail, and
         the other half is kept for the fetch itself.
         """
+        ...
+
+
+@runtime_checkable
+class AsyncTokenCacheBackend(Protocol):
+    """The same protocol for asyncio: a backend that has it is awaited, not run in a thread.
+
+    :class:`~jwktool.rediscache.RedisTokenCache` implements it on
+    ``redis.asyncio``; :class:`~jwktool.asyncclient.AsyncTokenClient` uses it
+    when present, and runs the synchronous methods in its own threads otherwise.
+    """
+
+    async def aget(self, key: str) -> dict[str, Any] | None:
+        """:meth:`TokenCacheBackend.get`, awaited."""
+        ...
+
+    async def aput(self, key: str, entry: dict[str, Any]) -> None:
+        """:meth:`TokenCacheBackend.put`, awaited."""
+        ...
+
+    def alock(self, key: str, timeout: float) -> AbstractAsyncContextManager[None]:
+        """:meth:`TokenCacheBackend.lock`, as an async context manager."""
         ...
 
 

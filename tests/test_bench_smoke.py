@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
         ("bench_sign.py", ["jwktool Signer", "jwktool open->ready", "jwktool sign"]),
         ("bench_token.py", ["cached get_token", "token requests for"]),
         ("bench_redis.py", ["RedisTokenCache.get hit", "token requests, shared cache"]),
+        ("bench_async.py", ["cached await get_token", "token requests for 100 concurrent"]),
     ],
 )
 def test_bench_script_runs(script: str, expected: list[str]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -351,4 +351,29 @@ def test_a_refused_connection_is_named(store: Path) -> None:
         run(main())
 
 
-Factory = Callable[[], Awaitable[None]]
+def test_the_redis_cache_is_awaited_not_run_in_threads(
+    server: AuthServer, store: Path, make_redis_server: MakeRedisServer
+) -> None:
+    from jwktool.rediscache import RedisTokenCache
+
+    redis = make_redis_server()
+    cache = RedisTokenCache(redis.url)
+
+    def blocking(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the synchronous Redis client was used on the async path")
+
+    cache.get = blocking  # type: ignore[method-assign]
+    cache.put = blocking  # type: ignore[method-assign]
+    cache.lock = blocking  # type: ignore[method-assign]
+
+    async def main() -> tuple[str, str]:
+        async with client(server, store, cache=cache) as first:
+            one = (await first.get_token()).access_token
+        async with client(server, store, cache=cache) as second:
+            two = (await second.get_token()).access_token
+        await cache.aclose()
+        return one, two
+
+    one, two = run(main())
+    assert one == two
+    assert server.token_requests == 1

@@ -63,3 +63,15 @@ def test_the_token_client_and_file_cache_do_not_import_redis() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False"]
+
+
+def test_import_jwktool_and_the_sync_client_do_not_import_httpx() -> None:
+    """httpx is the [httpx] extra: only the asyncio client and httpx auth import it."""
+    code = (
+        "import sys, jwktool, jwktool.exchanger, jwktool.signer\n"
+        "print('httpx' in sys.modules)\n"
+        "import jwktool.asyncclient\n"
+        "print('httpx' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
