@@ -27,6 +27,7 @@ Needs the ``httpx`` extra: ``pip install 'jwktool[httpx]'``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import random
 import ssl
@@ -201,6 +202,9 @@ class AsyncTokenClient:
         task, self._inflight = self._inflight, None
         if task is not None and not task.done():
             task.cancel()
+            # Let it unwind (a cache lock it holds is released in its own threads).
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         if self._own_session is not None:
             await self._own_session.aclose()
             self._own_session = None

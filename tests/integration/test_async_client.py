@@ -377,3 +377,26 @@ def test_the_redis_cache_is_awaited_not_run_in_threads(
     one, two = run(main())
     assert one == two
     assert server.token_requests == 1
+
+
+def test_closing_during_a_fetch_releases_the_cache_lock(
+    server: AuthServer, store: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "tokens.json"
+    server.delay = 1.0
+
+    async def main() -> None:
+        tokens = client(server, store, cache=str(cache))
+        waiter = asyncio.ensure_future(tokens.get_token())
+        await asyncio.sleep(0.3)  # the fetch holds the cache's fetch lock now
+        await tokens.aclose()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+
+    run(main())
+    server.delay = 0.0
+    # Another client takes the lock at once: it was released, not left to a dead task.
+    started = time.monotonic()
+    with TokenClient(store, CLIENT_ID, server=settings(server), cache=TokenCache(cache)) as sync:
+        sync.get_token()
+    assert time.monotonic() - started < 4.0  # not the lock's wait (half of the 10 s deadline)
