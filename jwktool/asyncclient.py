@@ -128,6 +128,9 @@ class AsyncTokenClient:
         self._token: AccessToken | None = None
         self._refresh_at = 0.0
         self._inflight: asyncio.Task[AccessToken] | None = None
+        self._inflight_forced = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
         # Blocking work (keystore, discovery, cache) runs here: one fetch at a
         # time per client, so two threads are plenty, and a wait for a fetch
         # lock never holds a thread another client needs to release its own.
@@ -153,26 +156,56 @@ class AsyncTokenClient:
         :raises ServerRejectedError: the server refused (never retried).
         :raises ServerUnreachableError: it could not be reached, or not in time.
         """
+        if self._closed:
+            raise InputError("this AsyncTokenClient was closed; make a new one")
         token = self._token
         if token is not None and not force_refresh and self._clock() < self._refresh_at:
             return token
+        loop = self._bind_loop()
         budget = Budget(self.server.deadline, self._progress)
         task = self._inflight
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._refresh(budget, force_refresh))
+        joined = task is not None and not task.done()
+        if not joined or (force_refresh and not self._inflight_forced):
+            # A forced refresh never takes the answer of a fetch that may read the
+            # cache: it runs after that one, on its own.
+            previous = task if joined else None
+            task = loop.create_task(self._refresh(budget, force_refresh, previous))
             task.add_done_callback(self._finished)
-            self._inflight = task
+            self._inflight, self._inflight_forced = task, force_refresh
+            joined = previous is not None
+        assert task is not None
         left = budget.remaining()
         try:
             return await asyncio.wait_for(
                 asyncio.shield(task), None if left == float("inf") else left
             )
         except asyncio.TimeoutError:
+            shared = " (waiting for a fetch another task started)" if joined else ""
             raise ServerUnreachableError(
-                f"no token within the time limit of {self.server.deadline:g} s "
-                "(another task's fetch is still running)",
+                f"no token within the time limit of {self.server.deadline:g} s{shared}",
                 retryable=False,
             ) from None
+        except asyncio.CancelledError:
+            if self._closed and task.cancelled():  # aclose() stopped the fetch, not our caller
+                raise ServerUnreachableError(
+                    "the token client was closed while waiting for a token", retryable=False
+                ) from None
+            raise
+
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop; a client moves to a new one only when its old loop is closed."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not None and self._loop is not loop:
+            if not self._loop.is_closed():
+                raise InputError(
+                    "an AsyncTokenClient belongs to one event loop, and this is another "
+                    "that runs while its first one still does: make one client per loop"
+                )
+            # The old loop is gone (asyncio.run again, a test's new loop): so are its
+            # connections and its fetch. Start afresh on this one.
+            self._own_session, self._inflight = None, None
+        self._loop = loop
+        return loop
 
     async def access_token(self) -> str:
         """Return just the access token string (see :meth:`get_token`)."""
@@ -198,7 +231,12 @@ class AsyncTokenClient:
         return BearerTokenAuth(self)
 
     async def aclose(self) -> None:
-        """Stop a fetch still running and close the httpx client this client made."""
+        """Stop a fetch still running and close the httpx client this client made.
+
+        Tasks still waiting for a token get a ServerUnreachableError; a later
+        :meth:`get_token` an InputError.
+        """
+        self._closed = True
         task, self._inflight = self._inflight, None
         if task is not None and not task.done():
             task.cancel()
@@ -232,8 +270,16 @@ class AsyncTokenClient:
         if not task.cancelled():
             task.exception()  # retrieved here: no "never retrieved" warning when all gave up
 
-    async def _refresh(self, budget: Budget, force_refresh: bool) -> AccessToken:
-        await self._resolve(budget)
+    async def _refresh(
+        self,
+        budget: Budget,
+        force_refresh: bool,
+        after: asyncio.Task[AccessToken] | None = None,
+    ) -> AccessToken:
+        if after is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(after)
+        await self._resolve_with_retries(budget)
         assert self._signer is not None
         # A rotation by another process is read off the loop, not in sign().
         await self._off_loop(self._signer.refresh)
@@ -245,6 +291,19 @@ class AsyncTokenClient:
             token, refresh_at = await self._shared_or_fetched(cache, budget, force_refresh)
         self._token, self._refresh_at = token, refresh_at
         return token
+
+    async def _resolve_with_retries(self, budget: Budget) -> None:
+        """:meth:`_resolve`; a discovery that fails for a passing reason is retried like a fetch."""
+        attempt, waited = 0, 0.0
+        while True:
+            try:
+                await self._resolve(budget)
+                return
+            except ServerUnreachableError as exc:
+                delay = retry_delay(exc, self._retry, attempt, waited, budget, self._jitter)
+                await self._sleep(delay)
+                waited += delay
+                attempt += 1
 
     async def _resolve(self, budget: Budget) -> None:
         if self._endpoint is None:

@@ -17,8 +17,9 @@ Needs the ``httpx`` extra: ``pip install 'jwktool[httpx]'``.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import AsyncGenerator, Generator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 try:
     import httpx
@@ -31,9 +32,21 @@ from ._http import origin
 from .errors import InputError
 
 if TYPE_CHECKING:
-    from .asyncclient import AsyncTokenClient
     from .exchanger import TokenClient
     from .tokens import AccessToken
+
+
+class AsyncTokens(Protocol):
+    """What the async flow needs of an :class:`~jwktool.asyncclient.AsyncTokenClient`."""
+
+    async def get_token(self, *, force_refresh: bool = False) -> AccessToken:
+        """A valid token."""
+        ...
+
+    def invalidate(self, token: AccessToken | str | None = None) -> bool:
+        """Drop ``token``; whether it was the current one."""
+        ...
+
 
 __all__ = ["BearerTokenAuth"]
 
@@ -57,10 +70,7 @@ class BearerTokenAuth(httpx.Auth):
         or an :class:`~jwktool.asyncclient.AsyncTokenClient` (``httpx.AsyncClient`` only).
     """
 
-    # The body is read before the flow starts, so the retry can send it again.
-    requires_request_body = True
-
-    def __init__(self, client: TokenClient | AsyncTokenClient) -> None:
+    def __init__(self, client: TokenClient | AsyncTokens) -> None:
         self.client = client
 
     def __repr__(self) -> str:
@@ -76,6 +86,7 @@ class BearerTokenAuth(httpx.Auth):
                 "an AsyncTokenClient authenticates httpx.AsyncClient requests; "
                 "use a TokenClient with httpx.Client"
             )
+        request.read()  # a streamed body, read once, can be sent again after a 401
         used = client.get_token()
         _bearer(request, used)
         response = yield request
@@ -90,20 +101,28 @@ class BearerTokenAuth(httpx.Auth):
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         """The flow of ``httpx.AsyncClient``: the token is awaited (or fetched off the loop)."""
+        await request.aread()  # a streamed body, read once, can be sent again after a 401
         used = await self._token(False)
         _bearer(request, used)
         response = yield request
         if _retry(request, response):
-            fresh = await self._token(self.client.invalidate(used))
+            fresh = await self._token(await self._invalidate(used))
             if fresh.access_token != used.access_token:
                 await response.aread()
                 _bearer(request, fresh)
                 yield request
 
-    async def _token(self, force_refresh: bool) -> AccessToken:
-        from .asyncclient import AsyncTokenClient
+    def _is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.client.get_token)
 
+    async def _token(self, force_refresh: bool) -> AccessToken:
         client = self.client
-        if isinstance(client, AsyncTokenClient):
-            return await client.get_token(force_refresh=force_refresh)
-        return await asyncio.to_thread(client.get_token, force_refresh=force_refresh)
+        if self._is_async():
+            return await client.get_token(force_refresh=force_refresh)  # type: ignore[no-any-return,misc]
+        return await asyncio.to_thread(client.get_token, force_refresh=force_refresh)  # type: ignore[arg-type]
+
+    async def _invalidate(self, token: AccessToken) -> bool:
+        if self._is_async():
+            return self.client.invalidate(token)
+        # A TokenClient's lock is held for a whole fetch by another thread: not on the loop.
+        return await asyncio.to_thread(self.client.invalidate, token)

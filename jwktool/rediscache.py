@@ -37,6 +37,7 @@ import os
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -133,9 +134,12 @@ class RedisTokenCache:
             self._client = redis.Redis.from_url(url, **options)
         except ValueError:  # a port, database number or query value redis-py refuses
             raise InputError(_BAD_URL) from None
-        # The asyncio client (AsyncTokenClient) is made on first use, per event loop.
+        # The asyncio clients (AsyncTokenClient) are made on first use, one per event
+        # loop (a connection belongs to its loop); a loop that is gone takes its own.
         self._async_args = (url, options)
-        self._async: tuple[asyncio.AbstractEventLoop, Any] | None = None
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         # Errors that mean "not answering"; any other is Redis refusing (ACL, auth).
         self._silent: tuple[type[BaseException], ...] = (
@@ -239,12 +243,13 @@ class RedisTokenCache:
 
     def _aclient(self) -> Any:
         loop = asyncio.get_running_loop()
-        if self._async is None or self._async[0] is not loop:
+        client = self._async.get(loop)
+        if client is None:
             import redis.asyncio
 
             url, options = self._async_args
-            self._async = (loop, redis.asyncio.Redis.from_url(url, **options))
-        return self._async[1]
+            client = self._async[loop] = redis.asyncio.Redis.from_url(url, **options)
+        return client
 
     async def aget(self, key: str, *, now: float | None = None) -> dict[str, Any] | None:
         """:meth:`get`, awaited on the event loop."""
@@ -306,11 +311,11 @@ class RedisTokenCache:
                     await self._aclient().eval(_RELEASE, 1, name, owner)
 
     async def aclose(self) -> None:
-        """Close the asyncio connections (those of the running event loop)."""
-        if self._async is not None and self._async[0] is asyncio.get_running_loop():
+        """Close the asyncio connections of the running event loop."""
+        client = self._async.pop(asyncio.get_running_loop(), None)
+        if client is not None:
             with contextlib.suppress(*self._errors):
-                await self._async[1].aclose()
-        self._async = None
+                await client.aclose()
 
     # -- entries ----------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import pytest
 
 from jwktool import keys
 from jwktool.asyncclient import AsyncTokenClient
-from jwktool.errors import ServerRejectedError, ServerUnreachableError
+from jwktool.errors import InputError, ServerRejectedError, ServerUnreachableError
 from jwktool.exchanger import TokenClient
 from jwktool.httpxauth import BearerTokenAuth
 from jwktool.settings import RetryPolicy, ServerSettings
@@ -390,8 +390,10 @@ def test_closing_during_a_fetch_releases_the_cache_lock(
         waiter = asyncio.ensure_future(tokens.get_token())
         await asyncio.sleep(0.3)  # the fetch holds the cache's fetch lock now
         await tokens.aclose()
-        with pytest.raises(asyncio.CancelledError):
+        with pytest.raises(ServerUnreachableError, match="closed"):
             await waiter
+        with pytest.raises(InputError, match="closed"):
+            await tokens.get_token()
 
     run(main())
     server.delay = 0.0
@@ -400,3 +402,138 @@ def test_closing_during_a_fetch_releases_the_cache_lock(
     with TokenClient(store, CLIENT_ID, server=settings(server), cache=TokenCache(cache)) as sync:
         sync.get_token()
     assert time.monotonic() - started < 4.0  # not the lock's wait (half of the 10 s deadline)
+
+
+# -- regressions from an outside review ---------------------------------------------------
+
+
+async def _body() -> Any:
+    for _ in range(10):
+        yield b"x" * 100
+
+
+def test_a_streamed_body_is_sent_again_after_a_401(server: AuthServer, store: Path) -> None:
+    async def main() -> int:
+        async with (
+            client(server, store) as tokens,
+            httpx.AsyncClient(auth=tokens.auth(), timeout=5) as http,
+        ):
+            await http.get(server.resource_url)
+            server.revoke_all_tokens()
+            return (await http.post(server.resource_url, content=_body())).status_code
+
+    assert run(main()) == 200
+    with (
+        TokenClient(store, CLIENT_ID, server=settings(server)) as sync,
+        httpx.Client(auth=BearerTokenAuth(sync), timeout=5) as http,
+    ):
+        http.get(server.resource_url)
+        server.revoke_all_tokens()
+        assert http.post(server.resource_url, content=iter([b"a" * 100] * 5)).status_code == 200
+
+
+def test_a_sync_token_client_never_blocks_the_loop(server: AuthServer, store: Path) -> None:
+    async def main() -> float:
+        stalls: list[float] = []
+
+        async def ticker() -> None:
+            last = time.monotonic()
+            while True:
+                await asyncio.sleep(0.01)
+                now = time.monotonic()
+                stalls.append(now - last)
+                last = now
+
+        with TokenClient(store, CLIENT_ID, server=settings(server)) as sync:
+            async with httpx.AsyncClient(auth=BearerTokenAuth(sync), timeout=10) as http:
+                await http.get(server.resource_url)
+                tick = asyncio.ensure_future(ticker())
+                server.revoke_all_tokens()
+                server.delay = 1.0  # each refresh takes a second, in a worker thread
+                await asyncio.gather(*(http.get(server.resource_url) for _ in range(5)))
+                tick.cancel()
+        return max(stalls)
+
+    assert run(main()) < 0.5  # a blocked loop would stall for the whole second
+
+
+def test_a_forced_refresh_never_takes_a_cached_revoked_token(
+    server: AuthServer, store: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "tokens.json"
+
+    async def main() -> tuple[str, str]:
+        async with client(server, store, cache=str(cache)) as first:
+            old = (await first.get_token()).access_token
+        server.revoke_all_tokens()  # the file cache still holds the revoked token
+        async with client(server, store, cache=str(cache)) as second:
+            _, forced = await asyncio.gather(
+                second.get_token(), second.get_token(force_refresh=True)
+            )
+        return old, forced.access_token
+
+    old, forced = run(main())
+    assert forced != old
+    assert server.is_token_valid(forced)
+
+
+def test_a_client_survives_a_new_event_loop(server: AuthServer, store: Path) -> None:
+    tokens = client(server, store)
+    got = [run(tokens.get_token(force_refresh=True)).access_token for _ in range(3)]
+    assert len(set(got)) == 3 and all(server.is_token_valid(t) for t in got)
+    assert server.token_requests == 3
+
+
+def test_a_failed_fetch_is_not_handed_to_the_next_caller(
+    auth_server: AuthServer, store: Path
+) -> None:
+    async def main() -> str:
+        async with client(auth_server, store) as tokens:
+            with pytest.raises(ServerRejectedError):
+                await tokens.get_token()  # not registered yet
+            auth_server.register_client(CLIENT_ID, json.loads(keys.export_keys(store)), SCOPES)
+            return (await tokens.get_token()).access_token
+
+    assert auth_server.is_token_valid(run(main()))
+
+
+def test_a_single_callers_timeout_does_not_blame_another_task(
+    server: AuthServer, store: Path
+) -> None:
+    server.hang_next(10)
+
+    async def main() -> None:
+        tokens = AsyncTokenClient(store, CLIENT_ID, server=settings(server, deadline=1.0))
+        async with tokens:
+            await tokens.get_token()
+
+    with pytest.raises(ServerUnreachableError) as caught:
+        run(main())
+    assert "another task" not in str(caught.value)
+
+
+def test_discovery_is_retried_like_a_token_request(store: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    async def main() -> None:
+        tokens = AsyncTokenClient(
+            store,
+            CLIENT_ID,
+            server=ServerSettings(issuer=f"http://127.0.0.1:{port}/op", deadline=30),
+            retry=RetryPolicy(max_retries=2),
+            sleep=sleep,
+        )
+        async with tokens:
+            await tokens.get_token()
+
+    with pytest.raises(ServerUnreachableError, match="refused"):
+        run(main())
+    assert len(waits) == 2
