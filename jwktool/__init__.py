@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .asyncclient import (
+        AsyncTokenClient as AsyncTokenClient,
+    )
     from .certs import (
         attach_certificate as attach_certificate,
     )
@@ -102,6 +105,9 @@ if TYPE_CHECKING:
     )
     from .headers import (
         HeaderShape as HeaderShape,
+    )
+    from .httpxauth import (
+        BearerTokenAuth as BearerTokenAuth,
     )
     from .inspection import (
         Check as Check,
@@ -264,6 +270,8 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["RetryPolicy", "ServerSettings", "provider_settings"], "settings"),
     **dict.fromkeys(["attach_certificate", "certify_key"], "certs"),
     **dict.fromkeys(["HeaderShape"], "headers"),
+    **dict.fromkeys(["AsyncTokenClient"], "asyncclient"),
+    **dict.fromkeys(["BearerTokenAuth"], "httpxauth"),
     **dict.fromkeys(["PROVIDERS", "Provider"], "providers"),
     **dict.fromkeys(["request_token"], "tokenrequest"),
     **dict.fromkeys(["AccessToken"], "tokens"),

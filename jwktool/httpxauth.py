@@ -7,9 +7,10 @@
 new one and sends the request once more.
 
 The redirect rule is :class:`~jwktool.exchanger.BearerAuth`'s: httpx drops
-the header when it follows a redirect to another origin, and a 401 from
-a host the request was redirected to is returned as it is, never answered
-with a token.
+the header when it follows a redirect to another host or port (it keeps it
+only for the same host's http to https upgrade, as requests does), and a
+401 from a host the request was redirected to is returned as it is, never
+answered with a token.
 
 Needs the ``httpx`` extra: ``pip install 'jwktool[httpx]'``.
 """
