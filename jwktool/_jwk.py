@@ -83,6 +83,10 @@ def _int_to_b64u(value: int, length: int | None = None) -> str:
     return b64u_encode(value.to_bytes(size, "big"))
 
 
+#: A non-negative integer as unpadded base64url (``length`` bytes, else as few as it takes).
+int_to_b64u = _int_to_b64u
+
+
 def _b64u_to_int(jwk: Mapping[str, Any], member: str) -> int:
     return int.from_bytes(b64u_decode(jwk.get(member), f"member {member!r}"), "big")
 

@@ -68,6 +68,9 @@ class KeyRecord:
     #: DER, the key's own certificate first), and when that certificate expires.
     x5c: list[str] | None = None
     cert_expires: datetime | None = None
+    #: Where the private key lives when it is not here: ``{"pkcs11": {"token", "label",
+    #: "id"}}`` for a key in a PKCS#11 token (:mod:`jwktool.pkcs11keys`).
+    external: dict[str, Any] | None = None
 
 
 @dataclass
@@ -169,7 +172,9 @@ def serialise_keystore(data: KeystoreData) -> str:
                 "x5c": list(r.x5c),
                 "not_after": format_time(r.cert_expires) if r.cert_expires else None,
             }
-        if r.sealed is not None:
+        if r.external is not None:
+            entry["external"] = r.external
+        elif r.sealed is not None:
             entry["sealed"] = r.sealed
         else:
             entry["private"] = r.private
@@ -295,6 +300,20 @@ def _parse_certificate(value: Any, where: str) -> tuple[list[str], datetime | No
     return list(chain), _time(value.get("not_after"), f"{where}.not_after", optional=True)
 
 
+def _parse_external(value: Any, where: str) -> dict[str, Any]:
+    _want(value, dict, where)
+    ref = _want(value.get("pkcs11"), dict, f"{where}.pkcs11")
+    for member in ("token", "label", "id"):
+        text = ref.get(member)
+        if not isinstance(text, str) or not 0 < len(text) <= 256:
+            raise _Bad(f"{where}.pkcs11.{member} must be a short string")
+    try:
+        bytes.fromhex(ref["id"])
+    except ValueError:
+        raise _Bad(f"{where}.pkcs11.id is not hex") from None
+    return {"pkcs11": {m: ref[m] for m in ("token", "label", "id")}}
+
+
 def _parse_key(entry: Any, where: str, encrypted: bool) -> KeyRecord:
     _want(entry, dict, where)
     kid = _want(entry.get("kid"), str, f"{where}.kid")
@@ -331,7 +350,9 @@ def _parse_key(entry: Any, where: str, encrypted: bool) -> KeyRecord:
         record.x5c, record.cert_expires = _parse_certificate(
             entry["certificate"], f"{where}.certificate"
         )
-    if encrypted:
+    if entry.get("external") is not None:
+        record.external = _parse_external(entry["external"], f"{where}.external")
+    elif encrypted:
         sealed = _want(entry.get("sealed"), dict, f"{where}.sealed")
         if not all(isinstance(sealed.get(m), str) for m in ("iv", "ct")):
             raise _Bad(f"{where}.sealed must hold 'iv' and 'ct' strings")

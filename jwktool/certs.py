@@ -254,7 +254,7 @@ def _public_members(cert: x509.Certificate) -> dict[str, Any] | None:
         return None  # a key type or encoding jwktool (or cryptography) does not know
     if isinstance(key, rsa.RSAPublicKey):
         numbers = key.public_numbers()
-        return {"kty": "RSA", "n": _jwk._int_to_b64u(numbers.n), "e": _jwk._int_to_b64u(numbers.e)}
+        return {"kty": "RSA", "n": _jwk.int_to_b64u(numbers.n), "e": _jwk.int_to_b64u(numbers.e)}
     if isinstance(key, ec.EllipticCurvePublicKey):
         crv = {"secp256r1": ("P-256", 32), "secp384r1": ("P-384", 48)}.get(key.curve.name)
         if crv is None:
@@ -263,8 +263,8 @@ def _public_members(cert: x509.Certificate) -> dict[str, Any] | None:
         return {
             "kty": "EC",
             "crv": crv[0],
-            "x": _jwk._int_to_b64u(point.x, crv[1]),
-            "y": _jwk._int_to_b64u(point.y, crv[1]),
+            "x": _jwk.int_to_b64u(point.x, crv[1]),
+            "y": _jwk.int_to_b64u(point.y, crv[1]),
         }
     if isinstance(key, ed25519.Ed25519PublicKey):
         raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)

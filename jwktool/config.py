@@ -92,8 +92,17 @@ PROFILE_KEYS: Final[dict[str, type | tuple[type, ...]]] = {
     "realm_url": str,
     "domain": str,
     "header": (list, str),
+    "pkcs11_module": str,
+    "pin_file": str,
 }
-_PATH_KEYS: Final = ("keystore", "passphrase_file", "ca_bundle", "cache_password_file")
+_PATH_KEYS: Final = (
+    "keystore",
+    "passphrase_file",
+    "ca_bundle",
+    "cache_password_file",
+    "pkcs11_module",
+    "pin_file",
+)
 
 #: Options that reveal private key material or weaken a check: option name -> flag.
 #: They come from the command line only, never from a profile or the environment
@@ -157,8 +166,9 @@ def _check_profile(path: Path, name: str, table: Any) -> dict[str, Any]:
             raise InputError(
                 f"config {path}: {key!r} in profile {name!r} holds control or bidi characters"
             )
-        if key in _PATH_KEYS:
-            # A relative path in a project file is relative to that file.
+        if key in _PATH_KEYS and not str(value).startswith("pkcs11:"):
+            # A relative path in a project file is relative to that file (a
+            # token's URI is not a path).
             value = str((path.parent / Path(str(value)).expanduser()).resolve())
         values[key] = value
     return values

@@ -32,6 +32,7 @@ from .keystore import (
     KeystoreLike,
     format_time,
     open_keystore,
+    set_passphrase,
     valid_kid,
 )
 
@@ -232,10 +233,12 @@ def add_key(
     kid: str,
     activate: bool,
     now: datetime,
+    external: dict[str, Any] | None = None,
 ) -> KeyRecord:
     """Add a validated key to the keystore data (the caller holds the lock).
 
     The key is pending unless ``activate`` or the keystore has no active key.
+    ``external`` instead of private members: where the key lives (a PKCS#11 token).
     """
     thumb = _jwk.thumbprint(jwk)
     for existing in data.keys:
@@ -252,7 +255,10 @@ def add_key(
         retired=None,
         public=_jwk.public_members(jwk),
     )
-    store.store_private(data, record, {k: v for k, v in jwk.items() if not k.startswith("_")})
+    if external is not None:
+        record.external = external
+    else:
+        store.store_private(data, record, {k: v for k, v in jwk.items() if not k.startswith("_")})
     if activate or data.active() is None:
         data.activate(record, now)
     data.keys.append(record)
@@ -294,11 +300,22 @@ def generate_key(
     when = check_now(now)
     if kid is not None:
         _check_kid(kid)
-    jwk = new_key(alg, size)  # outside the lock: RSA-4096 takes seconds
+    jwk, external = make_key(store, alg, size)  # outside the lock: RSA-4096 takes seconds
     with store.update(create=True, encrypt=encrypt) as data:
         _check_encrypt(data, encrypt, store)
-        record = add_key(store, data, jwk, alg, kid or _jwk.thumbprint(jwk), activate, when)
+        kid = kid or _jwk.thumbprint(jwk)
+        record = add_key(store, data, jwk, alg, kid, activate, when, external)
     return key_info(record)
+
+
+def make_key(
+    store: Keystore, alg: Alg, size: int | None
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A new key for ``store``: in memory, or inside its PKCS#11 token (then with its reference)."""
+    if store.backend is None:
+        return new_key(alg, size), None
+    public, ref = store.backend.generate(alg, check_new_key(alg, size))
+    return public, {"pkcs11": ref}
 
 
 def import_key(
@@ -328,6 +345,8 @@ def import_key(
     from .certs import attach_chain, read_chain
 
     store = open_keystore(keystore)
+    if store.backend is not None:
+        raise InputError("keys are made inside a PKCS#11 token, not imported: keys generate")
     when = check_now(now)
     key_material, chain = read_chain(material, pem_passphrase)
     opened = key_material is not material  # PKCS#12, already decrypted
@@ -482,27 +501,6 @@ def remove_key(keystore: KeystoreLike, kid: str) -> KeyInfo:
         if record.status is KeyStatus.ACTIVE:
             raise InputError(f"key {kid!r} is the active key and cannot be removed")
         data.keys.remove(record)
+    if record.external is not None and store.backend is not None:
+        store.backend.destroy(record)  # after the states file lost it: never a dangling entry
     return key_info(record)
-
-
-def set_passphrase(
-    keystore: KeystoreLike,
-    new_passphrase: bytes | None,
-    *,
-    iterations: int | None = None,
-    allow_short: bool = False,
-) -> None:
-    """Encrypt the keystore with ``new_passphrase``, change it, or (``None``) remove it.
-
-    The current passphrase comes from the Keystore's own passphrase source.
-    ``iterations`` raises (or keeps) the PBKDF2 cost; default 600,000.
-    A new passphrase shorter than 12 characters raises WeakPassphraseError,
-    before anything is read, unless ``allow_short`` is true.
-    """
-    from .keystore import PBKDF2_ITERATIONS, check_new_passphrase
-
-    if new_passphrase is not None:
-        check_new_passphrase(new_passphrase, allow_short=allow_short)
-    store = open_keystore(keystore)
-    with store.update() as data:
-        store.reseal(data, new_passphrase, iterations or PBKDF2_ITERATIONS, allow_short=allow_short)

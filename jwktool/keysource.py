@@ -244,8 +244,19 @@ def select_record(data: KeystoreData, kid: str | None) -> KeyRecord:
     return record
 
 
-def load_key(store: Keystore, data: KeystoreData, record: KeyRecord) -> SigningKey:
-    """Load the private key of ``record`` (decrypting it if need be) and prepare it."""
+def load_key(store: Keystore, data: KeystoreData, record: KeyRecord) -> SigningKeyProtocol:
+    """Load the private key of ``record`` (decrypting it if need be) and prepare it.
+
+    A key in a PKCS#11 token comes back as the token's signing key.
+    """
+    if record.external is not None:
+        if store.backend is None:
+            raise InputError(
+                f"key {record.kid} lives in a PKCS#11 token; open this keystore by its "
+                "URI (pkcs11:token=...) to sign with it"
+            )
+        key: SigningKeyProtocol = store.backend.signing_key(record)
+        return key
     private = _jwk.load_private_key(store.private_jwk(data, record))
     return SigningKey(record.kid, record.alg, private, record.status, record.x5c or ())
 
@@ -264,7 +275,7 @@ class KeystoreKeySource:
     def __init__(self, keystore: KeystoreLike = None) -> None:
         self.keystore: Final[Keystore] = open_keystore(keystore)
         self._lock = threading.Lock()
-        self._last: tuple[dict[str, Any], SigningKey] | None = None
+        self._last: tuple[dict[str, Any], SigningKeyProtocol] | None = None
 
     def __repr__(self) -> str:
         return f"KeystoreKeySource({str(self.keystore.path)!r})"
@@ -276,21 +287,22 @@ class KeystoreKeySource:
         except OSError:
             return None
 
-    def current(self, kid: str | None = None) -> SigningKey:
+    def current(self, kid: str | None = None) -> SigningKeyProtocol:
         """Return the active key, or ``kid`` (active or pending; never a retired key)."""
         data = self.keystore.read()
         record = select_record(data, kid)
         with self._lock:
             if self._last is not None:
                 public, last = self._last
-                same = (last.kid, last.alg, public, last.x5c) == (
+                same = (last.kid, last.alg, public, getattr(last, "x5c", ())) == (
                     record.kid,
                     record.alg,
                     record.public,
                     tuple(record.x5c or ()),
                 )
                 if same:
-                    last.status = record.status  # the same key: keep the prepared object
+                    if isinstance(last, SigningKey):
+                        last.status = record.status  # the same key: keep the prepared object
                     return last
             key = load_key(self.keystore, data, record)
             self._last = (record.public, key)

@@ -95,6 +95,7 @@ from .errors import (
     InputError,
     KeystoreCorruptError,
     KeystoreNotFoundError,
+    KeyValidationError,
     PassphraseError,
     WeakPassphraseError,
 )
@@ -113,6 +114,7 @@ __all__ = [
     "default_keystore_path",
     "open_keystore",
     "resolve_keystore_path",
+    "set_passphrase",
     "write_secret_file",
 ]
 
@@ -157,7 +159,11 @@ class Keystore:
         passphrase: PassphraseSource = None,
         lock_timeout: float = 30.0,
         allow_short_passphrase: bool = False,
+        backend: Any = None,
     ) -> None:
+        #: Where this keystore's keys live when not in the file: a
+        #: :class:`~jwktool.pkcs11keys.Pkcs11Backend` (the file then holds their states).
+        self.backend = backend
         self._given = Path(os.path.abspath(resolve_keystore_path(path)))
         self.path = real_private_path(self._given, "keystore")
         self.allow_short_passphrase = allow_short_passphrase
@@ -166,6 +172,8 @@ class Keystore:
         self._derived: dict[tuple[bytes, int], bytes] = {}
 
     def __repr__(self) -> str:
+        if self.backend is not None:
+            return f"Keystore({str(self.path)!r}, backend={self.backend!r})"
         return f"Keystore({str(self.path)!r})"
 
     def _follow(self) -> None:
@@ -234,7 +242,14 @@ class Keystore:
     # -- private material ----------------------------------------------------
 
     def private_jwk(self, data: KeystoreData, record: KeyRecord) -> dict[str, Any]:
-        """Return the private JWK members of a key, decrypting if needed."""
+        """Return the private JWK members of a key, decrypting if needed.
+
+        :raises KeyValidationError: the key lives in a token and cannot leave it.
+        """
+        if record.external is not None:
+            raise KeyValidationError(
+                f"key {record.kid} lives in a PKCS#11 token: this key cannot leave the token"
+            )
         if record.private is not None:
             return record.private
         if record.sealed is None or data.encryption is None:
@@ -421,6 +436,10 @@ def open_keystore(keystore: KeystoreLike) -> Keystore:
     """
     if isinstance(keystore, Keystore):
         return keystore
+    if isinstance(keystore, str) and keystore.startswith("pkcs11:"):
+        from .pkcs11keys import open_pkcs11_keystore
+
+        return open_pkcs11_keystore(keystore)
     if keystore is not None and not isinstance(keystore, str | os.PathLike):
         raise InputError(
             f"a keystore is a path or a Keystore, not a {type(keystore).__name__}; "
@@ -428,3 +447,24 @@ def open_keystore(keystore: KeystoreLike) -> Keystore:
             params=("keystore",),
         )
     return Keystore(keystore)
+
+
+def set_passphrase(
+    keystore: KeystoreLike,
+    new_passphrase: bytes | None,
+    *,
+    iterations: int | None = None,
+    allow_short: bool = False,
+) -> None:
+    """Encrypt the keystore with ``new_passphrase``, change it, or (``None``) remove it.
+
+    The current passphrase comes from the Keystore's own passphrase source.
+    ``iterations`` raises (or keeps) the PBKDF2 cost; default 600,000.
+    A new passphrase shorter than 12 characters raises WeakPassphraseError,
+    before anything is read, unless ``allow_short`` is true.
+    """
+    if new_passphrase is not None:
+        check_new_passphrase(new_passphrase, allow_short=allow_short)
+    store = open_keystore(keystore)
+    with store.update() as data:
+        store.reseal(data, new_passphrase, iterations or PBKDF2_ITERATIONS, allow_short=allow_short)

@@ -24,7 +24,7 @@ from .keys import (
     check_new_key,
     check_now,
     key_info,
-    new_key,
+    make_key,
 )
 from .keystore import KeyRecord, KeyStatus, Keystore, KeystoreData, KeystoreLike, open_keystore
 
@@ -243,6 +243,8 @@ def rotate_keys(
                 for kid in waiting
             ]
             waiting = ()
+    # Keys in a token: a key the states file drops is destroyed in the token after the write.
+    held = {r.kid: r for r in store.read().keys if r.external} if store.backend else {}
     if dry_run:
         result = _rotate(
             store, store.read(), when, min_age, overlap, alg, size, accepted, dry_run=True
@@ -259,6 +261,7 @@ def rotate_keys(
             )
         if publish is not None and result.actions:
             published = publish(store) or published
+        _destroy_removed(store, result, held)
     promoted = {a.kid for a in result.actions if a.action == "promoted"}
     still_waiting = tuple(kid for kid in waiting if kid not in promoted)
     return replace(
@@ -268,6 +271,13 @@ def rotate_keys(
         published=published,
         publishing=publish is not None,
     )
+
+
+def _destroy_removed(store: Keystore, result: RotationResult, held: dict[str, KeyRecord]) -> None:
+    for action in result.actions:
+        record = held.get(action.kid or "")
+        if action.action == "removed" and record is not None and store.backend is not None:
+            store.backend.destroy(record)
 
 
 def _verify_pending(
@@ -384,9 +394,11 @@ def _rotate(
             check_new_key(new_alg, new_size)
             actions.append(RotationAction("staged", None, new_alg))
         else:
-            jwk = new_key(new_alg, new_size)
-            record = add_key(store, data, jwk, new_alg, _jwk.thumbprint(jwk), False, now)
-            notes += _renew_certificate(record, jwk, active, now)
+            jwk, external = make_key(store, new_alg, new_size)
+            kid = _jwk.thumbprint(jwk)
+            record = add_key(store, data, jwk, new_alg, kid, False, now, external)
+            if external is None:
+                notes += _renew_certificate(record, jwk, active, now)
             actions.append(RotationAction("staged", record.kid, new_alg))
             staged_key = key_info(record)
     return RotationResult(

@@ -170,6 +170,8 @@ def _signing_thumbprint_light(keystore: str | os.PathLike[str] | None, kid: str 
     Raises ValueError (or a JwktoolError) for anything unusual; the caller then
     takes the full path, which reports it properly.
     """
+    if isinstance(keystore, str) and keystore.startswith("pkcs11:"):
+        raise ValueError("keys in a token: the full path opens it")
     path = real_private_path(resolve_keystore_path(keystore), "keystore")
     raw, _ = read_private_file(path, MAX_KEYSTORE_BYTES, "keystore")
     doc = json.loads(raw)

@@ -201,6 +201,8 @@ UNMISTAKABLE: Final = (
     "allow_long_lifetime",
     "allow_short_passphrase",
     "realm_url",
+    "pin_file",
+    "pkcs11_module",
 )
 
 
@@ -287,14 +289,37 @@ class CommandLineOnly(click.Option):
             ctx.default_map = saved
 
 
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if param.name is not None and value is not None:
+        ctx.meta["jwktool." + param.name] = value
+    return value
+
+
 def keystore_option(func: F) -> F:
-    """Add ``--keystore`` (default: $JWKTOOL_KEYSTORE, else the per-user default)."""
+    """Add ``--keystore`` (a file, or a PKCS#11 token's URI) and the token's two options."""
+    func = click.option(
+        "--pin-file",
+        envvar="JWKTOOL_PKCS11_PIN_FILE",
+        type=click.Path(dir_okay=False),
+        default=None,
+        expose_value=False,
+        callback=_remember,
+        help="pkcs11: keystores: file holding the token's user PIN.",
+    )(func)
+    func = click.option(
+        "--pkcs11-module",
+        envvar="JWKTOOL_PKCS11_MODULE",
+        default=None,
+        expose_value=False,
+        callback=_remember,
+        help="pkcs11: keystores: the token's PKCS#11 library (.so).",
+    )(func)
     return click.option(
         "--keystore",
         envvar="JWKTOOL_KEYSTORE",
         default=None,
-        help="Keystore file. Default: $JWKTOOL_KEYSTORE, "
-        "else ~/.local/share/jwktool/keystore.json.",
+        help="Keystore file, or a PKCS#11 token: 'pkcs11:token=LABEL'. Default: "
+        "$JWKTOOL_KEYSTORE, else ~/.local/share/jwktool/keystore.json.",
     )(func)
 
 
@@ -503,9 +528,23 @@ def open_keystore(
     confirm: bool = False,
     allow_short_passphrase: bool = False,
 ) -> Keystore:
-    """The keystore a command works on, asking for its passphrase only if it needs one."""
+    """The keystore a command works on, asking for its passphrase only if it needs one.
+
+    A ``pkcs11:`` URI is a token's keystore, with ``--pkcs11-module`` and ``--pin-file``.
+    """
     from ..keystore import Keystore
 
+    spec = path if path is not None else os.environ.get("JWKTOOL_KEYSTORE")
+    if spec is not None and spec.startswith("pkcs11:"):
+        from ..pkcs11keys import open_pkcs11_keystore, pin_file_reader
+
+        meta = click.get_current_context().meta
+        pin_file = meta.get("jwktool.pin_file")
+        return open_pkcs11_keystore(
+            spec,
+            module=meta.get("jwktool.pkcs11_module"),
+            pin=pin_file_reader(pin_file) if pin_file else None,
+        )
     return Keystore(
         path,
         passphrase=passphrase_source(passphrase_file, confirm),

@@ -1,0 +1,503 @@
+"""Keys that never leave the hardware: a PKCS#11 token as jwktool's key store.
+
+A keystore named by an RFC 7512 PKCS#11 URI, ``pkcs11:token=jwktool``, keeps
+its keys in that token (an HSM, a smart card, SoftHSM for a trial): they are
+generated inside it, non-extractable and sensitive, and sign through
+``C_Sign``. The commands are the file keystore's: ``keys generate``, ``list``,
+``export`` (public), ``rotate``, ``activate``, ``retire``, ``remove``, and
+``sign``/``token`` sign with the token's active key.
+
+Where the key states live: a small metadata file, the keystore format with
+each key's private material replaced by a reference to its token object
+(``{"pkcs11": {"token": …, "label": kid, "id": hex}}``), at
+``$XDG_DATA_HOME/jwktool/pkcs11/<token>.json``. PKCS#11 has no attribute for
+a key's life (pending, active, retired, and when), vendor-defined
+attributes are not portable, and many tokens refuse to change a private
+key's attributes after it was made; the file gives states, times and public
+keys (``keys list``, ``export`` and ``status`` need no PIN), with the same
+locking, atomic writes and ownership rules as a keystore. The token object
+is labelled with the kid (the RFC 7638 thumbprint of its public key), and a
+signing key's public key is checked against the file's before first use.
+
+The PIN comes from a file (``pin_file``), never from an option value, and
+never appears in a message or a log. One session per backend, opened on
+first use and reused, logged in again once when the token lost it;
+signatures are serialised (a PKCS#11 session is not thread-safe).
+
+Needs the ``pkcs11`` extra: ``pip install 'jwktool[pkcs11]'``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import unquote
+
+from . import _jwk
+from ._jwa import Alg
+from .errors import InputError, KeystoreError, KeyValidationError
+
+if TYPE_CHECKING:
+    from .keystore import KeyRecord, Keystore
+
+__all__ = [
+    "ENV_MODULE",
+    "ENV_PIN_FILE",
+    "Pkcs11Backend",
+    "Pkcs11SigningKey",
+    "Pkcs11Uri",
+    "default_metadata_path",
+    "open_pkcs11_keystore",
+    "parse_uri",
+]
+
+#: The PKCS#11 module (the token's shared library), e.g. /usr/lib/softhsm/libsofthsm2.so.
+ENV_MODULE: Final = "JWKTOOL_PKCS11_MODULE"
+#: A file holding the token's user PIN.
+ENV_PIN_FILE: Final = "JWKTOOL_PKCS11_PIN_FILE"
+
+_SAFE_LABEL: Final = re.compile(r"[^A-Za-z0-9._-]")
+#: RFC 7512 path attributes jwktool reads; others are allowed and ignored.
+_KNOWN: Final = frozenset({"token", "object", "id", "type", "manufacturer", "serial", "model"})
+
+
+@dataclass(frozen=True)
+class Pkcs11Uri:
+    """The parts of an RFC 7512 URI jwktool uses: which token, which module."""
+
+    token: str
+    object: str | None = None
+    module_path: str | None = None
+
+    def __str__(self) -> str:
+        return f"pkcs11:token={self.token}" + (f";object={self.object}" if self.object else "")
+
+
+def parse_uri(text: str) -> Pkcs11Uri:
+    """Parse ``pkcs11:token=NAME[;object=KID][?module-path=PATH]`` (RFC 7512).
+
+    A PIN in the URI (``pin-value``) is refused: it would sit in shell history
+    and process lists. ``pin-source`` is refused too: give the PIN file apart.
+
+    :raises InputError: not a PKCS#11 URI, or no ``token``.
+    """
+    if not text.startswith("pkcs11:"):
+        raise InputError(f"{text[:40]!r} is not a pkcs11: URI")
+    path, _, query = text[len("pkcs11:") :].partition("?")
+    attributes: dict[str, str] = {}
+    for part in filter(None, path.split(";")):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise InputError(f"PKCS#11 URI attribute {name[:30]!r} has no value")
+        attributes[name.lower()] = unquote(value)
+    options: dict[str, str] = {}
+    for part in filter(None, query.split("&")):
+        name, _, value = part.partition("=")
+        options[name.lower()] = unquote(value)
+    if "pin-value" in options or "pin-source" in options:
+        raise InputError(
+            "a PIN does not go in the PKCS#11 URI (it would be in shell history and "
+            "process lists): give it in a file with pin_file",
+            params=("pin_file",),
+        )
+    token = attributes.get("token")
+    if not token:
+        raise InputError("the PKCS#11 URI names no token: pkcs11:token=LABEL")
+    return Pkcs11Uri(
+        token=token, object=attributes.get("object"), module_path=options.get("module-path")
+    )
+
+
+def default_metadata_path(token: str) -> Path:
+    """``$XDG_DATA_HOME/jwktool/pkcs11/<token>.json``: the states of the token's keys."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "jwktool" / "pkcs11" / (_SAFE_LABEL.sub("_", token) + ".json")
+
+
+PinSource = Callable[[], bytes | str] | bytes | str | None
+
+
+class Pkcs11Backend:
+    """One PKCS#11 token: generates keys in it, signs with them, destroys them.
+
+    :param uri: the token (``token=`` label) and optionally the module.
+    :param module: the PKCS#11 module's path (default: the URI's
+        ``module-path``, else ``$JWKTOOL_PKCS11_MODULE``).
+    :param pin: the user PIN, or a callable returning it (read when first needed).
+    """
+
+    def __init__(self, uri: Pkcs11Uri, *, module: str | None = None, pin: PinSource = None) -> None:
+        self.uri = uri
+        self.module = module or uri.module_path or os.environ.get(ENV_MODULE) or ""
+        self._pin = pin
+        self._lock = threading.RLock()
+        self._session: Any = None
+        self._keys: dict[str, Any] = {}  # kid -> private key object, this session's
+        self._records: dict[str, KeyRecord] = {}
+
+    def __repr__(self) -> str:
+        return f"Pkcs11Backend({str(self.uri)!r}, module={self.module!r})"
+
+    # -- the token ------------------------------------------------------------------
+
+    def _lib(self) -> Any:
+        try:
+            import pkcs11
+        except ImportError:
+            raise InputError(
+                "PKCS#11 keys need the python-pkcs11 package: pip install 'jwktool[pkcs11]'"
+            ) from None
+        if not self.module:
+            raise InputError(
+                "no PKCS#11 module: give its path with pkcs11_module "
+                f"(or ${ENV_MODULE}), e.g. /usr/lib/softhsm/libsofthsm2.so",
+                params=("pkcs11_module",),
+            )
+        if not os.path.isfile(self.module):
+            raise InputError(
+                f"the PKCS#11 module {self.module} does not exist; give the token's "
+                "library with pkcs11_module",
+                params=("pkcs11_module",),
+            )
+        try:
+            return pkcs11.lib(self.module)
+        except (RuntimeError, OSError) as exc:
+            raise InputError(
+                f"the PKCS#11 module {self.module} cannot be loaded ({_reason(exc)})",
+                params=("pkcs11_module",),
+            ) from None
+
+    def _pin_bytes(self) -> str:
+        source = self._pin() if callable(self._pin) else self._pin
+        if source is None or source in ("", b""):
+            raise InputError(
+                f"token {self.uri.token} needs its user PIN: give a file holding it "
+                f"with pin_file (or ${ENV_PIN_FILE})",
+                params=("pin_file",),
+            )
+        text = source.decode("utf-8") if isinstance(source, bytes) else source
+        return text.rstrip("\r\n")
+
+    def session(self) -> Any:
+        """The logged-in read-write session (one per backend, opened on first use)."""
+        with self._lock:
+            if self._session is None:
+                self._session = self._open()
+            return self._session
+
+    def _open(self) -> Any:
+        import pkcs11.exceptions as errors
+
+        lib = self._lib()
+        try:
+            token = lib.get_token(token_label=self.uri.token)
+        except errors.NoSuchToken:
+            raise KeystoreError(
+                f"no PKCS#11 token labelled {self.uri.token!r} in {self.module} "
+                "(softhsm2-util --show-slots, or pkcs11-tool -L, lists them)"
+            ) from None
+        except errors.MultipleTokensReturned:
+            raise KeystoreError(
+                f"more than one PKCS#11 token is labelled {self.uri.token!r}"
+            ) from None
+        try:
+            return token.open(user_pin=self._pin_bytes(), rw=True)
+        except errors.UserAlreadyLoggedIn:
+            # PKCS#11 logs in per application: another session of this process did.
+            return token.open(rw=True)
+        except errors.PinIncorrect:
+            raise KeystoreError(f"wrong PIN for PKCS#11 token {self.uri.token!r}") from None
+        except errors.PinLocked:
+            raise KeystoreError(
+                f"the PIN of PKCS#11 token {self.uri.token!r} is locked (too many wrong tries)"
+            ) from None
+        except errors.PKCS11Error as exc:
+            raise KeystoreError(
+                f"cannot log in to PKCS#11 token {self.uri.token!r} ({type(exc).__name__})"
+            ) from None
+
+    def _again(self, work: Callable[[Any], Any]) -> Any:
+        """Run ``work(session)``; when the token lost the session, log in again once."""
+        import pkcs11.exceptions as errors
+
+        lost = (
+            errors.SessionHandleInvalid,
+            errors.SessionClosed,
+            errors.UserNotLoggedIn,
+            errors.DeviceRemoved,
+            errors.TokenNotPresent,
+        )
+        with self._lock:
+            try:
+                return work(self.session())
+            except lost:
+                self._session, self._keys = None, {}
+                return work(self.session())
+
+    def close(self) -> None:
+        """Close the session (a later use opens a new one)."""
+        with self._lock:
+            if self._session is not None:
+                with contextlib.suppress(Exception):  # a session the token already dropped
+                    self._session.close()
+                self._session, self._keys = None, {}
+
+    # -- keys -----------------------------------------------------------------------
+
+    def generate(self, alg: Alg, size: int | None) -> tuple[dict[str, Any], dict[str, str]]:
+        """Generate a key pair for ``alg`` inside the token; return its public JWK and reference.
+
+        The private key is sensitive and not extractable; both objects are
+        labelled with the kid (the RFC 7638 thumbprint) and share a random id.
+        """
+        from pkcs11 import Attribute, KeyType, Mechanism
+        from pkcs11.util.ec import encode_named_curve_parameters
+
+        kty, crv = _jwk.ALGORITHMS[alg]
+        object_id = os.urandom(16)
+        private = {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False}
+
+        def make(session: Any) -> tuple[dict[str, Any], dict[str, str]]:
+            if kty == "RSA":
+                public, secret = session.generate_keypair(
+                    KeyType.RSA, size or 4096, store=True, id=object_id, private_template=private
+                )
+            else:
+                key_type, curve, mechanism = {
+                    "P-256": (KeyType.EC, "secp256r1", None),
+                    "P-384": (KeyType.EC, "secp384r1", None),
+                    "Ed25519": (
+                        KeyType.EC_EDWARDS,
+                        "1.3.101.112",
+                        Mechanism.EC_EDWARDS_KEY_PAIR_GEN,
+                    ),
+                }[crv or ""]
+                params = session.create_domain_parameters(
+                    key_type,
+                    {Attribute.EC_PARAMS: encode_named_curve_parameters(curve)},
+                    local=True,
+                )
+                extra = {"mechanism": mechanism} if mechanism is not None else {}
+                public, secret = params.generate_keypair(
+                    store=True, id=object_id, private_template=private, **extra
+                )
+            members = _public_members(public, kty, crv)
+            kid = _jwk.thumbprint(members)
+            public[Attribute.LABEL] = kid
+            secret[Attribute.LABEL] = kid
+            return members, {"token": self.uri.token, "label": kid, "id": object_id.hex()}
+
+        try:
+            result: tuple[dict[str, Any], dict[str, str]] = self._again(make)
+        except _pkcs11_errors() as exc:
+            raise KeystoreError(
+                f"PKCS#11 token {self.uri.token!r} could not generate a {alg} key "
+                f"({type(exc).__name__}); does it support this algorithm?"
+            ) from None
+        return result
+
+    def signing_key(self, record: KeyRecord) -> Pkcs11SigningKey:
+        """The token's signing key for ``record``, checked against the record's public key."""
+        _reference(record)
+        with self._lock:
+            self._records[record.kid] = record
+            self._again(lambda session: self._key(session, record.kid))
+        return Pkcs11SigningKey(self, record.kid, record.alg, record.public)
+
+    def _key(self, session: Any, kid: str) -> Any:
+        """The private key object of ``kid`` in this session (found once per session)."""
+        from pkcs11 import Attribute, ObjectClass
+
+        key = self._keys.get(kid)
+        if key is not None:
+            return key
+        record = self._records[kid]
+        object_id = bytes.fromhex(_reference(record)["id"])
+        found = list(
+            session.get_objects({Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.ID: object_id})
+        )
+        keys = list(
+            session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.ID: object_id})
+        )
+        if len(keys) != 1 or len(found) != 1:
+            raise KeystoreError(
+                f"key {kid} is not in PKCS#11 token {self.uri.token!r} "
+                f"(found {len(keys)} private keys with its id): was it removed from the token?"
+            )
+        kty, crv = _jwk.ALGORITHMS[record.alg]
+        if _public_members(found[0], kty, crv) != record.public:
+            raise KeystoreError(
+                f"the token's key with the id of {kid} is another key than the "
+                "keystore's metadata names; refused"
+            )
+        self._keys[kid] = keys[0]
+        return keys[0]
+
+    def sign(self, kid: str, alg: Alg, data: bytes) -> bytes:
+        """Sign ``data`` with the token's key ``kid`` (the raw JWS signature)."""
+        from pkcs11 import MGF, Mechanism
+
+        kwargs: dict[str, Any]
+        if alg in ("ES256", "ES384"):
+            digest = hashlib.sha256 if alg == "ES256" else hashlib.sha384
+            payload, kwargs = digest(data).digest(), {"mechanism": Mechanism.ECDSA}
+        elif alg == "RS256":
+            payload, kwargs = data, {"mechanism": Mechanism.SHA256_RSA_PKCS}
+        elif alg == "PS256":
+            payload, kwargs = (
+                data,
+                {
+                    "mechanism": Mechanism.SHA256_RSA_PKCS_PSS,
+                    "mechanism_param": (Mechanism.SHA256, MGF.SHA256, 32),
+                },
+            )
+        else:
+            payload, kwargs = data, {"mechanism": Mechanism.EDDSA}
+
+        def work(session: Any) -> bytes:
+            return bytes(self._key(session, kid).sign(payload, **kwargs))
+
+        try:
+            signature: bytes = self._again(work)
+        except _pkcs11_errors() as exc:
+            raise KeystoreError(
+                f"PKCS#11 token {self.uri.token!r} could not sign with key {kid} "
+                f"({type(exc).__name__})"
+            ) from None
+        return signature
+
+    def destroy(self, record: KeyRecord) -> None:
+        """Remove the key pair of ``record`` from the token."""
+        from pkcs11 import Attribute
+
+        ref = _reference(record)
+
+        def work(session: Any) -> None:
+            for obj in list(session.get_objects({Attribute.ID: bytes.fromhex(ref["id"])})):
+                obj.destroy()
+
+        with self._lock:
+            self._keys.pop(record.kid, None)
+            self._records.pop(record.kid, None)
+            self._again(work)
+
+
+class Pkcs11SigningKey:
+    """A key in a PKCS#11 token: a :class:`~jwktool.keysource.SigningKeyProtocol`."""
+
+    def __init__(
+        self, backend: Pkcs11Backend, kid: str, alg: Alg, public: Mapping[str, Any]
+    ) -> None:
+        self._backend = backend
+        self.kid = kid
+        self.alg: Alg = alg
+        self._public = dict(public)
+
+    def __repr__(self) -> str:
+        token = self._backend.uri.token
+        return f"Pkcs11SigningKey(kid={self.kid!r}, alg={self.alg!r}, token={token!r})"
+
+    @property
+    def public_jwk(self) -> Mapping[str, Any]:
+        """The public JWK: key members, ``alg``, ``use`` and ``kid``."""
+        return _jwk.public_jwk(self._public, self.alg, self.kid)
+
+    def sign(self, data: bytes) -> bytes:
+        """The raw JWS signature of ``data``, made in the token (R || S for ECDSA)."""
+        return self._backend.sign(self.kid, self.alg, data)
+
+
+def _reference(record: KeyRecord) -> dict[str, str]:
+    ref = (record.external or {}).get("pkcs11")
+    if not isinstance(ref, dict) or not isinstance(ref.get("id"), str):
+        raise KeystoreError(f"key {record.kid} has no PKCS#11 reference")
+    return ref
+
+
+def _pkcs11_errors() -> tuple[type[BaseException], ...]:
+    import pkcs11.exceptions as errors
+
+    return (errors.PKCS11Error,)
+
+
+def _public_members(public: Any, kty: str, crv: str | None) -> dict[str, Any]:
+    """The JWK members of a token's public key object."""
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+    from pkcs11 import Attribute
+
+    if kty == "RSA":
+        from pkcs11.util.rsa import encode_rsa_public_key
+
+        key: Any = load_der_public_key(encode_rsa_public_key(public))
+        numbers = key.public_numbers()
+        return {"kty": "RSA", "n": _jwk.int_to_b64u(numbers.n), "e": _jwk.int_to_b64u(numbers.e)}
+    point = bytes(public[Attribute.EC_POINT])
+    if crv == "Ed25519":
+        raw = point[2:] if len(point) == 34 and point[0] == 0x04 else point
+        return {"kty": "OKP", "crv": "Ed25519", "x": _jwk.b64u_encode(raw)}
+    from pkcs11.util.ec import encode_ec_public_key
+
+    ec_key: Any = load_der_public_key(encode_ec_public_key(public))
+    size = 32 if crv == "P-256" else 48
+    ec_numbers = ec_key.public_numbers()
+    return {
+        "kty": "EC",
+        "crv": crv,
+        "x": _jwk.int_to_b64u(ec_numbers.x, size),
+        "y": _jwk.int_to_b64u(ec_numbers.y, size),
+    }
+
+
+def _reason(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:160] or type(exc).__name__
+
+
+def open_pkcs11_keystore(
+    uri: str,
+    *,
+    module: str | None = None,
+    pin: PinSource = None,
+    metadata: str | os.PathLike[str] | None = None,
+) -> Keystore:
+    """A :class:`~jwktool.keystore.Keystore` whose keys live in the PKCS#11 token ``uri``.
+
+    :param module: the PKCS#11 module (default: the URI's ``module-path``, else
+        ``$JWKTOOL_PKCS11_MODULE``).
+    :param pin: the user PIN or a callable returning it; default: the file
+        ``$JWKTOOL_PKCS11_PIN_FILE`` names (read under the private-file rules).
+    :param metadata: the states file (default :func:`default_metadata_path`).
+    """
+    from .keystore import Keystore
+
+    parsed = parse_uri(uri)
+    if pin is None and os.environ.get(ENV_PIN_FILE):
+        pin = pin_file_reader(os.environ[ENV_PIN_FILE])
+    backend = Pkcs11Backend(parsed, module=module, pin=pin)
+    return Keystore(metadata or default_metadata_path(parsed.token), backend=backend)
+
+
+def pin_file_reader(path: str | os.PathLike[str]) -> Callable[[], bytes]:
+    """Read the PIN from ``path`` when needed: a private regular file of yours, one line."""
+
+    def read() -> bytes:
+        from ._fileio import read_private_file
+
+        raw, _ = read_private_file(Path(path), 4096, "PIN file")
+        return raw
+
+    return read
+
+
+def check_not_hsm(record: KeyRecord) -> None:
+    """Refuse private material of a key that lives in a token, with the reason."""
+    if record.external:
+        raise KeyValidationError(
+            f"key {record.kid} lives in a PKCS#11 token: this key cannot leave the token"
+        )

@@ -1,0 +1,236 @@
+"""Keys in a PKCS#11 token (issue 17), against a real SoftHSM2 token.
+
+Assertions signed in the token are verified by PyJWT and joserfc with the
+exported public key; a token exchange runs against the local Authlib server.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import jwt as pyjwt
+import pytest
+from joserfc import jws
+from joserfc.jwk import KeySet
+
+from jwktool import keys
+from jwktool.errors import InputError, KeyValidationError
+from jwktool.exchanger import TokenClient
+from jwktool.keystore import Keystore
+from jwktool.pkcs11keys import open_pkcs11_keystore, parse_uri, pin_file_reader
+from jwktool.rotation import rotate_keys
+from jwktool.settings import ServerSettings
+from jwktool.signer import Signer, create_assertion
+
+from ..conftest import CliInvoke, RunCli
+from ..integration.authserver import AuthServer
+from .conftest import SoftHsm
+
+CLIENT = "6a7b8c9d-0e1f-4a2b-9c3d-4e5f6a7b8c9d"
+AUD = "https://authenticatie-ti.vlaanderen.be/op"
+
+
+def store(hsm: SoftHsm, **kwargs: Any) -> Keystore:
+    return open_pkcs11_keystore(
+        hsm.uri,
+        module=hsm.module,
+        pin=kwargs.pop("pin", pin_file_reader(hsm.pin_file)),
+        metadata=hsm.metadata,
+        **kwargs,
+    )
+
+
+def token_objects(hsm: SoftHsm) -> list[dict[str, Any]]:
+    import pkcs11
+    from pkcs11 import Attribute, ObjectClass
+
+    token = pkcs11.lib(hsm.module).get_token(token_label=hsm.label)
+    try:
+        session = token.open(user_pin=hsm.pin_file.read_text().strip())
+    except pkcs11.exceptions.UserAlreadyLoggedIn:  # this process's backend logged in
+        session = token.open()
+    with session:
+        return [
+            {
+                "label": key[Attribute.LABEL],
+                "sensitive": key[Attribute.SENSITIVE],
+                "extractable": key[Attribute.EXTRACTABLE],
+            }
+            for key in session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY})
+        ]
+
+
+@pytest.mark.filterwarnings("ignore:EdDSA is deprecated")
+@pytest.mark.parametrize(
+    ("alg", "size"), [("RS256", 2048), ("PS256", 2048), ("ES256", None), ("EdDSA", None)]
+)
+def test_a_key_made_in_the_token_signs_what_two_libraries_verify(
+    softhsm: SoftHsm, alg: keys.Alg, size: int | None
+) -> None:
+    ks = store(softhsm)
+    info = keys.generate_key(ks, alg=alg, size=size)
+    (obj,) = token_objects(softhsm)
+    assert obj == {"label": info.kid, "sensitive": True, "extractable": False}
+    public = json.loads(keys.export_keys(ks, format=keys.ExportFormat.JWK))
+    assert public["kid"] == info.kid and "d" not in public
+    token = create_assertion(ks, CLIENT, audience=AUD).assertion
+    claims = pyjwt.decode(token, pyjwt.PyJWK(public).key, algorithms=[alg], audience=AUD)
+    assert claims["iss"] == CLIENT
+    registry = jws.JWSRegistry(algorithms=[alg])
+    verified = jws.deserialize_compact(
+        token, KeySet.import_key_set({"keys": [public]}), registry=registry
+    )
+    assert json.loads(verified.payload)["sub"] == CLIENT
+
+
+def test_the_private_key_cannot_leave_the_token(softhsm: SoftHsm, cli: CliInvoke) -> None:
+    ks = store(softhsm)
+    keys.generate_key(ks, alg="ES256")
+    with pytest.raises(KeyValidationError, match="cannot leave the token"):
+        keys.export_keys(ks, private=True)
+    result = cli(
+        "keys",
+        "export",
+        "--keystore",
+        softhsm.uri,
+        "--pkcs11-module",
+        softhsm.module,
+        "--pin-file",
+        softhsm.pin_file,
+        "--private",
+        "-o",
+        "-",
+        env={"XDG_DATA_HOME": str(softhsm.metadata.parent / "data")},
+    )
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+
+
+def test_a_token_exchange_with_a_key_in_the_token(
+    softhsm: SoftHsm, auth_server: AuthServer
+) -> None:
+    ks = store(softhsm)
+    keys.generate_key(ks, alg="PS256", size=2048)
+    auth_server.register_client(CLIENT, json.loads(keys.export_keys(ks)), ["gipod_pdo_read"])
+    settings = ServerSettings(issuer=auth_server.issuer, scope="gipod_pdo_read")
+    with TokenClient(ks, CLIENT, server=settings) as client:
+        token = client.get_token()
+    assert auth_server.is_token_valid(token.access_token)
+
+
+def test_rotation_makes_promotes_and_removes_keys_in_the_token(softhsm: SoftHsm) -> None:
+    ks = store(softhsm)
+    first = keys.generate_key(ks, alg="ES256").kid
+    staged = rotate_keys(ks, min_age=timedelta(0))
+    assert staged.staged_key is not None
+    second = staged.staged_key.kid
+    assert sorted(o["label"] for o in token_objects(softhsm)) == sorted([first, second])
+    promoted = rotate_keys(ks, overlap=timedelta(0), min_age=timedelta(days=90))
+    assert [a.kid for a in promoted.actions if a.action == "promoted"] == [second]
+    # The retired key is removed from the states file and destroyed in the token.
+    removed = rotate_keys(ks, overlap=timedelta(0), min_age=timedelta(days=90))
+    assert [a.kid for a in removed.actions if a.action == "removed"] == [first]
+    assert [o["label"] for o in token_objects(softhsm)] == [second]
+    assert [k.kid for k in keys.list_keys(ks)] == [second]
+    signer = Signer(ks, CLIENT, AUD)
+    assert signer.kid == second
+    assert pyjwt.get_unverified_header(signer.sign())["kid"] == second
+
+
+def test_a_signer_is_thread_safe_on_one_session(softhsm: SoftHsm) -> None:
+    ks = store(softhsm)
+    keys.generate_key(ks, alg="ES256")
+    public = json.loads(keys.export_keys(ks, format=keys.ExportFormat.JWK))
+    signer = Signer(ks, CLIENT, AUD)
+    tokens: list[str] = []
+
+    def work() -> None:
+        for _ in range(40):
+            tokens.append(signer.sign())
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    key = pyjwt.PyJWK(public).key
+    assert len(tokens) == 320
+    assert all(pyjwt.decode(t, key, algorithms=["ES256"], audience=AUD) for t in tokens)
+
+
+def test_a_lost_session_is_opened_again(softhsm: SoftHsm) -> None:
+    ks = store(softhsm)
+    keys.generate_key(ks, alg="ES256")
+    signer = Signer(ks, CLIENT, AUD)
+    signer.sign()
+    assert ks.backend is not None
+    ks.backend.session().close()  # the token forgets us (a reset, a timeout)
+    assert signer.sign().count(".") == 2
+
+
+def test_a_wrong_pin_and_a_missing_module_are_one_line_errors(
+    softhsm: SoftHsm, cli: CliInvoke, run_cli: RunCli, tmp_path: Path
+) -> None:
+    # PKCS#11 logs in per process: a wrong PIN shows in a process of its own.
+    wrong = tmp_path / "wrong-pin"
+    wrong.write_text("000000\n")
+    wrong.chmod(0o600)
+    common = ["--keystore", softhsm.uri, "--pkcs11-module", softhsm.module]
+    result = run_cli("keys", "generate", *common, "--pin-file", wrong, "--alg", "ES256")
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.count("\n") == 1 and "wrong PIN" in result.stderr
+    missing = open_pkcs11_keystore(
+        softhsm.uri, module=str(tmp_path / "nope.so"), pin="x", metadata=softhsm.metadata
+    )
+    with pytest.raises(InputError, match="does not exist"):
+        keys.generate_key(missing, alg="ES256")
+    nomod = cli(
+        "keys",
+        "generate",
+        "--keystore",
+        softhsm.uri,
+        "--pkcs11-module",
+        str(tmp_path / "nope.so"),
+        "--pin-file",
+        softhsm.pin_file,
+    )
+    assert nomod.exit_code == 2 and "--pkcs11-module" in nomod.stderr
+    assert nomod.stderr.count("\n") == 1
+    nopin = run_cli("keys", "generate", *common, "--alg", "ES256")
+    assert nopin.returncode == 2 and "--pin-file" in nopin.stderr
+
+
+def test_a_pin_in_the_uri_is_refused() -> None:
+    with pytest.raises(InputError, match="does not go in the PKCS#11 URI"):
+        parse_uri("pkcs11:token=x?pin-value=1234")
+    assert parse_uri("pkcs11:token=my%20hsm;object=k").token == "my hsm"
+    with pytest.raises(InputError, match="names no token"):
+        parse_uri("pkcs11:object=k")
+
+
+def test_the_cli_generates_lists_and_signs_in_the_token(softhsm: SoftHsm, cli: CliInvoke) -> None:
+    common = [
+        "--keystore",
+        softhsm.uri,
+        "--pkcs11-module",
+        softhsm.module,
+        "--pin-file",
+        softhsm.pin_file,
+    ]
+    made = cli("keys", "generate", *common, "--alg", "ES256")
+    assert made.exit_code == 0, made.output
+    public = json.loads(made.stdout)
+    listed = cli("keys", "list", *common)
+    assert public["kid"] in listed.stdout and "active" in listed.stdout
+    signed = cli("sign", *common, "--client-id", CLIENT, "--env", "test")
+    assert signed.exit_code == 0, signed.output
+    claims = pyjwt.decode(
+        signed.stdout.strip(), pyjwt.PyJWK(public).key, algorithms=["ES256"], audience=AUD
+    )
+    assert claims["iss"] == CLIENT
+    cert = cli("keys", "cert", *common)
+    assert cert.exit_code != 0 and "cannot leave the token" in cert.stderr
