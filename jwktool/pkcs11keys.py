@@ -166,6 +166,15 @@ class Pkcs11Backend:
                 "library with pkcs11_module",
                 params=("pkcs11_module",),
             )
+        # The module runs inside this process, with the PIN: one that another
+        # user could have written (planted in /tmp, say) is refused.
+        info = os.stat(self.module)
+        if info.st_uid not in (0, os.getuid()) or info.st_mode & 0o022:
+            raise InputError(
+                f"the PKCS#11 module {self.module} is not owned by you or root, or others "
+                "may write it; refused (it would run inside jwktool with your PIN)",
+                params=("pkcs11_module",),
+            )
         try:
             return pkcs11.lib(self.module)
         except (RuntimeError, OSError) as exc:

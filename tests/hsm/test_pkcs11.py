@@ -18,7 +18,7 @@ from joserfc import jws
 from joserfc.jwk import KeySet
 
 from jwktool import keys
-from jwktool.errors import InputError, KeyValidationError
+from jwktool.errors import InputError, KeystoreError, KeyValidationError
 from jwktool.exchanger import TokenClient
 from jwktool.keystore import Keystore
 from jwktool.pkcs11keys import open_pkcs11_keystore, parse_uri, pin_file_reader
@@ -234,3 +234,27 @@ def test_the_cli_generates_lists_and_signs_in_the_token(softhsm: SoftHsm, cli: C
     assert claims["iss"] == CLIENT
     cert = cli("keys", "cert", *common)
     assert cert.exit_code != 0 and "cannot leave the token" in cert.stderr
+
+
+def test_a_module_others_may_write_is_refused(softhsm: SoftHsm, tmp_path: Path) -> None:
+    import shutil
+
+    planted = tmp_path / "libsofthsm2.so"
+    shutil.copy(softhsm.module, planted)
+    planted.chmod(0o777)
+    ks = open_pkcs11_keystore(softhsm.uri, module=str(planted), pin="x", metadata=softhsm.metadata)
+    with pytest.raises(InputError, match="others may write it"):
+        keys.generate_key(ks, alg="ES256")
+
+
+def test_the_states_file_cannot_point_a_key_at_another_token_object(softhsm: SoftHsm) -> None:
+    ks = store(softhsm)
+    first = keys.generate_key(ks, alg="ES256").kid
+    second = keys.generate_key(ks, alg="ES256").kid
+    doc = json.loads(softhsm.metadata.read_text())
+    ids = {k["kid"]: k["external"]["pkcs11"]["id"] for k in doc["keys"]}
+    for entry in doc["keys"]:  # swap the references: each kid names the other's object
+        entry["external"]["pkcs11"]["id"] = ids[second if entry["kid"] == first else first]
+    softhsm.metadata.write_text(json.dumps(doc))
+    with pytest.raises(KeystoreError, match="another key"):
+        Signer(store(softhsm), CLIENT, AUD).sign()
