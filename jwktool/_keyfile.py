@@ -307,10 +307,8 @@ def _parse_external(value: Any, where: str) -> dict[str, Any]:
         text = ref.get(member)
         if not isinstance(text, str) or not 0 < len(text) <= 256:
             raise _Bad(f"{where}.pkcs11.{member} must be a short string")
-    try:
-        bytes.fromhex(ref["id"])
-    except ValueError:
-        raise _Bad(f"{where}.pkcs11.id is not hex") from None
+    if not re.fullmatch(r"(?:[0-9a-f]{2}){1,64}", ref["id"]):
+        raise _Bad(f"{where}.pkcs11.id is not 1 to 64 bytes of lower-case hex")
     return {"pkcs11": {m: ref[m] for m in ("token", "label", "id")}}
 
 

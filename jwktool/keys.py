@@ -300,11 +300,18 @@ def generate_key(
     when = check_now(now)
     if kid is not None:
         _check_kid(kid)
+    if store.backend is not None and store.exists():
+        store.read()  # a states file that cannot be used: say so before making a pair
     jwk, external = make_key(store, alg, size)  # outside the lock: RSA-4096 takes seconds
-    with store.update(create=True, encrypt=encrypt) as data:
-        _check_encrypt(data, encrypt, store)
-        kid = kid or _jwk.thumbprint(jwk)
-        record = add_key(store, data, jwk, alg, kid, activate, when, external)
+    try:
+        with store.update(create=True, encrypt=encrypt) as data:
+            _check_encrypt(data, encrypt, store)
+            kid = kid or _jwk.thumbprint(jwk)
+            record = add_key(store, data, jwk, alg, kid, activate, when, external)
+    except BaseException:
+        if external is not None:  # the pair has no states entry: take it out of the token
+            store.backend.discard(external["pkcs11"])
+        raise
     return key_info(record)
 
 
@@ -496,6 +503,10 @@ def retire_key(keystore: KeystoreLike, kid: str, *, now: datetime | None = None)
 def remove_key(keystore: KeystoreLike, kid: str) -> KeyInfo:
     """Delete a pending or retired key from the keystore; the active key is refused."""
     store = open_keystore(keystore)
+    if store.backend is not None:  # the states file must name exactly the pair it removes
+        found = store.read().find(kid)
+        if found.external is not None and found.status is not KeyStatus.ACTIVE:
+            store.backend.check(found)
     with store.update() as data:
         record = data.find(kid)
         if record.status is KeyStatus.ACTIVE:

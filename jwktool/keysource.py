@@ -257,6 +257,11 @@ def load_key(store: Keystore, data: KeystoreData, record: KeyRecord) -> SigningK
             )
         key: SigningKeyProtocol = store.backend.signing_key(record)
         return key
+    if store.backend is not None:
+        raise InputError(
+            f"the states file of a PKCS#11 token names key {record.kid}, which is not in the "
+            "token: a token keystore signs only with keys in the token; refused"
+        )
     private = _jwk.load_private_key(store.private_jwk(data, record))
     return SigningKey(record.kid, record.alg, private, record.status, record.x5c or ())
 

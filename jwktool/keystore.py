@@ -113,6 +113,7 @@ __all__ = [
     "check_new_passphrase",
     "default_keystore_path",
     "open_keystore",
+    "open_pkcs11_keystore",
     "resolve_keystore_path",
     "set_passphrase",
     "write_secret_file",
@@ -203,7 +204,16 @@ class Keystore:
     def read_with_identity(self) -> tuple[KeystoreData, tuple[int, int, int, int]]:
         """Read and parse the keystore; also return the identity of what was read."""
         self._follow()
-        raw, identity = read_private_file(self.path, MAX_KEYSTORE_BYTES, "keystore")
+        try:
+            raw, identity = read_private_file(self.path, MAX_KEYSTORE_BYTES, "keystore")
+        except KeystoreNotFoundError:
+            if self.backend is None:
+                raise
+            raise KeystoreNotFoundError(
+                f"no key in PKCS#11 token {self.backend.uri.token!r} yet (no states file "
+                f"{self.path}); make one: jwktool keys generate --keystore "
+                f"'{self.backend.uri}'"
+            ) from None
         return parse_keystore(raw, self.path), identity
 
     # -- writing -------------------------------------------------------------
@@ -437,8 +447,6 @@ def open_keystore(keystore: KeystoreLike) -> Keystore:
     if isinstance(keystore, Keystore):
         return keystore
     if isinstance(keystore, str) and keystore.startswith("pkcs11:"):
-        from .pkcs11keys import open_pkcs11_keystore
-
         return open_pkcs11_keystore(keystore)
     if keystore is not None and not isinstance(keystore, str | os.PathLike):
         raise InputError(
@@ -468,3 +476,33 @@ def set_passphrase(
     store = open_keystore(keystore)
     with store.update() as data:
         store.reseal(data, new_passphrase, iterations or PBKDF2_ITERATIONS, allow_short=allow_short)
+
+
+def open_pkcs11_keystore(
+    uri: str,
+    *,
+    module: str | None = None,
+    pin: Any = None,
+    metadata: str | os.PathLike[str] | None = None,
+) -> Keystore:
+    """A :class:`~jwktool.keystore.Keystore` whose keys live in the PKCS#11 token ``uri``.
+
+    :param module: the PKCS#11 module (default: the URI's ``module-path``, else
+        ``$JWKTOOL_PKCS11_MODULE``).
+    :param pin: the user PIN or a callable returning it; default: the file
+        ``$JWKTOOL_PKCS11_PIN_FILE`` names (read under the private-file rules).
+    :param metadata: the states file (default :func:`default_metadata_path`).
+    """
+    from .pkcs11keys import (
+        ENV_PIN_FILE,
+        Pkcs11Backend,
+        default_metadata_path,
+        parse_uri,
+        pin_file_reader,
+    )
+
+    parsed = parse_uri(uri)
+    if pin is None and os.environ.get(ENV_PIN_FILE):
+        pin = pin_file_reader(os.environ[ENV_PIN_FILE])
+    backend = Pkcs11Backend(parsed, module=module, pin=pin)
+    return Keystore(metadata or default_metadata_path(parsed.token), backend=backend)

@@ -45,7 +45,7 @@ from ._jwa import Alg
 from .errors import InputError, KeystoreError, KeyValidationError
 
 if TYPE_CHECKING:
-    from .keystore import KeyRecord, Keystore
+    from ._keyfile import KeyRecord
 
 __all__ = [
     "ENV_MODULE",
@@ -54,8 +54,8 @@ __all__ = [
     "Pkcs11SigningKey",
     "Pkcs11Uri",
     "default_metadata_path",
-    "open_pkcs11_keystore",
     "parse_uri",
+    "pin_file_reader",
 ]
 
 #: The PKCS#11 module (the token's shared library), e.g. /usr/lib/softhsm/libsofthsm2.so.
@@ -96,12 +96,13 @@ def parse_uri(text: str) -> Pkcs11Uri:
         name, sep, value = part.partition("=")
         if not sep:
             raise InputError(f"PKCS#11 URI attribute {name[:30]!r} has no value")
-        attributes[name.lower()] = unquote(value)
+        attributes[unquote(name).lower()] = unquote(value)
     options: dict[str, str] = {}
     for part in filter(None, query.split("&")):
         name, _, value = part.partition("=")
-        options[name.lower()] = unquote(value)
-    if "pin-value" in options or "pin-source" in options:
+        options[unquote(name).lower()] = unquote(value)
+    given = set(attributes) | set(options)
+    if "pin-value" in given or "pin-source" in given:
         raise InputError(
             "a PIN does not go in the PKCS#11 URI (it would be in shell history and "
             "process lists): give it in a file with pin_file",
@@ -160,15 +161,31 @@ class Pkcs11Backend:
                 f"(or ${ENV_MODULE}), e.g. /usr/lib/softhsm/libsofthsm2.so",
                 params=("pkcs11_module",),
             )
-        if not os.path.isfile(self.module):
+        if not os.path.isabs(self.module):
+            raise InputError(
+                f"give the PKCS#11 module's full path, not {self.module[:80]!r} (a bare "
+                "name would be looked up along LD_LIBRARY_PATH)",
+                params=("pkcs11_module",),
+            )
+        real = os.path.realpath(self.module)
+        if not os.path.exists(real):
             raise InputError(
                 f"the PKCS#11 module {self.module} does not exist; give the token's "
                 "library with pkcs11_module",
                 params=("pkcs11_module",),
             )
+        if not os.path.isfile(real):
+            raise InputError(
+                f"the PKCS#11 module {self.module} is not a file (a library, .so)",
+                params=("pkcs11_module",),
+            )
         # The module runs inside this process, with the PIN: one that another
-        # user could have written (planted in /tmp, say) is refused.
-        info = os.stat(self.module)
+        # user could have written (planted in /tmp, say) is refused, and so is
+        # one in a directory another user may write.
+        info = os.stat(real)
+        folder = os.stat(os.path.dirname(real))
+        if folder.st_uid not in (0, os.getuid()) or folder.st_mode & 0o022:
+            info = folder
         if info.st_uid not in (0, os.getuid()) or info.st_mode & 0o022:
             raise InputError(
                 f"the PKCS#11 module {self.module} is not owned by you or root, or others "
@@ -176,6 +193,8 @@ class Pkcs11Backend:
                 params=("pkcs11_module",),
             )
         try:
+            # Loaded by the absolute path given (python-pkcs11 keeps one library
+            # per process, by that path); its real file was checked above.
             return pkcs11.lib(self.module)
         except (RuntimeError, OSError) as exc:
             raise InputError(
@@ -191,8 +210,19 @@ class Pkcs11Backend:
                 f"with pin_file (or ${ENV_PIN_FILE})",
                 params=("pin_file",),
             )
-        text = source.decode("utf-8") if isinstance(source, bytes) else source
-        return text.rstrip("\r\n")
+        try:
+            text = source.decode("utf-8") if isinstance(source, bytes) else source
+        except UnicodeDecodeError:
+            raise InputError("the PIN file is not UTF-8 text", params=("pin_file",)) from None
+        pin = text.rstrip("\r\n")
+        if not pin.strip() or pin != pin.strip():
+            # Sent as it is, it would cost one of the token's few tries.
+            raise InputError(
+                "the PIN file holds an empty PIN, or spaces around it; refused before "
+                "trying it (a card locks after a few wrong tries)",
+                params=("pin_file",),
+            )
+        return pin
 
     def session(self) -> Any:
         """The logged-in read-write session (one per backend, opened on first use)."""
@@ -317,7 +347,13 @@ class Pkcs11Backend:
         _reference(record)
         with self._lock:
             self._records[record.kid] = record
-            self._again(lambda session: self._key(session, record.kid))
+            try:
+                self._again(lambda session: self._key(session, record.kid))
+            except _pkcs11_errors() as exc:
+                raise KeystoreError(
+                    f"key {record.kid} in PKCS#11 token {self.uri.token!r} cannot be used "
+                    f"({type(exc).__name__}); is it the key the states file names?"
+                ) from None
         return Pkcs11SigningKey(self, record.kid, record.alg, record.public)
 
     def _key(self, session: Any, kid: str) -> Any:
@@ -335,10 +371,15 @@ class Pkcs11Backend:
         keys = list(
             session.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.ID: object_id})
         )
+        if not keys or not found:
+            raise KeystoreError(
+                f"key {kid} is not in PKCS#11 token {self.uri.token!r}: was it removed from "
+                "the token?"
+            )
         if len(keys) != 1 or len(found) != 1:
             raise KeystoreError(
-                f"key {kid} is not in PKCS#11 token {self.uri.token!r} "
-                f"(found {len(keys)} private keys with its id): was it removed from the token?"
+                f"PKCS#11 token {self.uri.token!r} holds {len(keys)} private and "
+                f"{len(found)} public keys with the id of key {kid}; refused"
             )
         kty, crv = _jwk.ALGORITHMS[record.alg]
         if _public_members(found[0], kty, crv) != record.public:
@@ -382,19 +423,53 @@ class Pkcs11Backend:
             ) from None
         return signature
 
-    def destroy(self, record: KeyRecord) -> None:
-        """Remove the key pair of ``record`` from the token."""
-        from pkcs11 import Attribute
+    def check(self, record: KeyRecord) -> None:
+        """Check that ``record`` names exactly its own key pair in the token (before removal).
 
-        ref = _reference(record)
+        :raises KeystoreError: the objects with its id are not exactly its pair.
+        """
+        self.signing_key(record)  # one private and one public key, the record's public key
+
+    def destroy(self, record: KeyRecord) -> None:
+        """Remove the key pair of ``record`` from the token: its two key objects, nothing else.
+
+        :raises KeystoreError: they are not exactly its pair, or the token refused.
+        """
+        from pkcs11 import Attribute, ObjectClass
+
+        self.check(record)
+        object_id = bytes.fromhex(_reference(record)["id"])
 
         def work(session: Any) -> None:
-            for obj in list(session.get_objects({Attribute.ID: bytes.fromhex(ref["id"])})):
-                obj.destroy()
+            for kind in (ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY):
+                for obj in list(
+                    session.get_objects({Attribute.CLASS: kind, Attribute.ID: object_id})
+                ):
+                    obj.destroy()
 
         with self._lock:
-            self._keys.pop(record.kid, None)
-            self._records.pop(record.kid, None)
+            try:
+                self._again(work)
+            except _pkcs11_errors() as exc:
+                raise KeystoreError(
+                    f"PKCS#11 token {self.uri.token!r} did not destroy key {record.kid} "
+                    f"({type(exc).__name__}); remove its objects by hand"
+                ) from None
+            finally:
+                self._keys.pop(record.kid, None)
+                self._records.pop(record.kid, None)
+
+    def discard(self, ref: dict[str, str]) -> None:
+        """Destroy a pair just generated whose states entry could not be written."""
+        from pkcs11 import Attribute
+
+        object_id = bytes.fromhex(ref["id"])
+
+        def work(session: Any) -> None:
+            for obj in list(session.get_objects({Attribute.ID: object_id})):
+                obj.destroy()
+
+        with self._lock, contextlib.suppress(Exception):
             self._again(work)
 
 
@@ -466,30 +541,6 @@ def _public_members(public: Any, kty: str, crv: str | None) -> dict[str, Any]:
 
 def _reason(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:160] or type(exc).__name__
-
-
-def open_pkcs11_keystore(
-    uri: str,
-    *,
-    module: str | None = None,
-    pin: PinSource = None,
-    metadata: str | os.PathLike[str] | None = None,
-) -> Keystore:
-    """A :class:`~jwktool.keystore.Keystore` whose keys live in the PKCS#11 token ``uri``.
-
-    :param module: the PKCS#11 module (default: the URI's ``module-path``, else
-        ``$JWKTOOL_PKCS11_MODULE``).
-    :param pin: the user PIN or a callable returning it; default: the file
-        ``$JWKTOOL_PKCS11_PIN_FILE`` names (read under the private-file rules).
-    :param metadata: the states file (default :func:`default_metadata_path`).
-    """
-    from .keystore import Keystore
-
-    parsed = parse_uri(uri)
-    if pin is None and os.environ.get(ENV_PIN_FILE):
-        pin = pin_file_reader(os.environ[ENV_PIN_FILE])
-    backend = Pkcs11Backend(parsed, module=module, pin=pin)
-    return Keystore(metadata or default_metadata_path(parsed.token), backend=backend)
 
 
 def pin_file_reader(path: str | os.PathLike[str]) -> Callable[[], bytes]:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, TypeAlias, TypedDict
 
 from . import _jwk
-from .errors import InputError, NoActiveKeyError, ServerRejectedError
+from .errors import InputError, KeystoreError, NoActiveKeyError, ServerRejectedError
 from .keys import (
     DEFAULT_RSA_SIZE,
     RSA_SIZES,
@@ -261,7 +261,7 @@ def rotate_keys(
             )
         if publish is not None and result.actions:
             published = publish(store) or published
-        _destroy_removed(store, result, held)
+        result = replace(result, notes=result.notes + _destroy_removed(store, result, held))
     promoted = {a.kid for a in result.actions if a.action == "promoted"}
     still_waiting = tuple(kid for kid in waiting if kid not in promoted)
     return replace(
@@ -273,11 +273,19 @@ def rotate_keys(
     )
 
 
-def _destroy_removed(store: Keystore, result: RotationResult, held: dict[str, KeyRecord]) -> None:
+def _destroy_removed(
+    store: Keystore, result: RotationResult, held: dict[str, KeyRecord]
+) -> tuple[str, ...]:
+    """Destroy the token objects of keys this run removed; what failed becomes a note."""
+    notes = []
     for action in result.actions:
         record = held.get(action.kid or "")
         if action.action == "removed" and record is not None and store.backend is not None:
-            store.backend.destroy(record)
+            try:
+                store.backend.destroy(record)
+            except KeystoreError as exc:
+                notes.append(f"removed key {record.kid}: {exc.message}")
+    return tuple(notes)
 
 
 def _verify_pending(

@@ -2,7 +2,7 @@
 
 Each command parses its options, calls one library function and prints the
 result. Library errors become a one-line message on stderr and the exit code
-documented in docs/exit-codes.md, in one place (:class:`~jwktool.cli._common.Group`).
+documented in docs/exit-codes.md, in one place (:class:`~jwktool.cli._group.Group`).
 
 This package holds the root group only. The commands live in their own
 modules (``keys``, ``sign``, ``token``, ``config``, ``misc``), imported only
@@ -18,7 +18,8 @@ from typing import Any, Final
 import click
 
 from .._version import __version__
-from ._common import Group, complete_profile, warn
+from ._common import complete_profile, warn
+from ._group import Group
 
 __all__ = ["cli", "main"]
 

@@ -20,8 +20,8 @@ from joserfc.jwk import KeySet
 from jwktool import keys
 from jwktool.errors import InputError, KeystoreError, KeyValidationError
 from jwktool.exchanger import TokenClient
-from jwktool.keystore import Keystore
-from jwktool.pkcs11keys import open_pkcs11_keystore, parse_uri, pin_file_reader
+from jwktool.keystore import Keystore, open_pkcs11_keystore
+from jwktool.pkcs11keys import parse_uri, pin_file_reader
 from jwktool.rotation import rotate_keys
 from jwktool.settings import ServerSettings
 from jwktool.signer import Signer, create_assertion
@@ -258,3 +258,77 @@ def test_the_states_file_cannot_point_a_key_at_another_token_object(softhsm: Sof
     softhsm.metadata.write_text(json.dumps(doc))
     with pytest.raises(KeystoreError, match="another key"):
         Signer(store(softhsm), CLIENT, AUD).sign()
+
+
+# -- regressions from an outside review ---------------------------------------------------
+
+
+def test_removing_a_key_whose_entry_names_another_pair_destroys_nothing(
+    softhsm: SoftHsm,
+) -> None:
+    ks = store(softhsm)
+    active = keys.generate_key(ks, alg="ES256").kid
+    pending = keys.generate_key(ks, alg="ES256").kid
+    doc = json.loads(softhsm.metadata.read_text())
+    ids = {k["kid"]: k["external"]["pkcs11"]["id"] for k in doc["keys"]}
+    for entry in doc["keys"]:
+        if entry["kid"] == pending:  # the pending entry names the active key's objects
+            entry["external"]["pkcs11"]["id"] = ids[active]
+    softhsm.metadata.write_text(json.dumps(doc))
+    with pytest.raises(KeystoreError, match="another key"):
+        keys.remove_key(store(softhsm), pending)
+    assert sorted(o["label"] for o in token_objects(softhsm)) == sorted([active, pending])
+    assert Signer(store(softhsm), CLIENT, AUD).sign().count(".") == 2
+
+
+@pytest.mark.parametrize("bad_id", [" ", "", "0G", "AB"])
+def test_a_reference_id_must_be_hex_bytes(softhsm: SoftHsm, bad_id: str) -> None:
+    ks = store(softhsm)
+    keys.generate_key(ks, alg="ES256")
+    doc = json.loads(softhsm.metadata.read_text())
+    doc["keys"][0]["external"]["pkcs11"]["id"] = bad_id
+    softhsm.metadata.write_text(json.dumps(doc))
+    from jwktool.errors import KeystoreCorruptError
+
+    with pytest.raises(KeystoreCorruptError, match=r"pkcs11\.id"):
+        keys.list_keys(store(softhsm))
+
+
+def test_a_generate_that_cannot_write_its_states_leaves_no_pair(softhsm: SoftHsm) -> None:
+    ks = store(softhsm)
+    keys.generate_key(ks, alg="ES256")
+    softhsm.metadata.chmod(0o644)  # refused from now on: others may read it
+    with pytest.raises(KeystoreError):
+        keys.generate_key(store(softhsm), alg="ES256")
+    assert len(token_objects(softhsm)) == 1
+
+
+def test_a_token_keystore_never_signs_with_a_key_from_a_file(softhsm: SoftHsm) -> None:
+    ks = store(softhsm)
+    keys.generate_key(ks, alg="ES256")
+    plain = Keystore(softhsm.metadata)  # the states file opened as a plain keystore
+    software = keys.generate_key(softhsm.metadata.parent / "soft.json", alg="ES256")
+    doc = json.loads(softhsm.metadata.read_text())
+    soft_doc = json.loads((softhsm.metadata.parent / "soft.json").read_text())
+    doc["keys"][0]["status"] = "retired"
+    doc["keys"].append(soft_doc["keys"][0])  # an active key with private members
+    softhsm.metadata.write_text(json.dumps(doc))
+    assert plain.read().active() is not None
+    with pytest.raises(InputError, match="not in the token"):
+        Signer(store(softhsm), CLIENT, AUD, kid=software.kid)
+
+
+def test_the_module_must_be_a_full_path_and_the_pin_not_blank(
+    softhsm: SoftHsm, tmp_path: Path
+) -> None:
+    relative = open_pkcs11_keystore(
+        softhsm.uri, module="libsofthsm2.so", pin="x", metadata=softhsm.metadata
+    )
+    with pytest.raises(InputError, match="full path"):
+        keys.generate_key(relative, alg="ES256")
+    with pytest.raises(InputError, match="empty PIN, or spaces"):
+        keys.generate_key(store(softhsm, pin="246810  "), alg="ES256")
+    with pytest.raises(InputError, match="does not go in the PKCS#11 URI"):
+        parse_uri("pkcs11:token=x;pin-value=1234")
+    with pytest.raises(InputError, match="does not go in the PKCS#11 URI"):
+        parse_uri("pkcs11:token=x?pin%2dvalue=1234")
