@@ -211,7 +211,7 @@ class Keystore:
                 raise
             raise KeystoreNotFoundError(
                 f"no key in PKCS#11 token {self.backend.uri.token!r} yet (no states file "
-                f"{self.path}); make one: jwktool keys generate --keystore "
+                f"{self.path}); generate one in the token with the keystore "
                 f"'{self.backend.uri}'"
             ) from None
         return parse_keystore(raw, self.path), identity
