@@ -178,6 +178,10 @@ class RedisTokenCache:
         except self._errors as exc:
             self._degraded(exc)
             return None
+        return self._fresh(name, raw, now)
+
+    def _fresh(self, name: str, raw: object, now: float | None) -> dict[str, Any] | None:
+        """The entry stored in ``raw`` while it is before its ``refresh_at``; else None."""
         entry = self._open(name, raw) if isinstance(raw, bytes) else None
         at = time.time() if now is None else now
         if entry is None or at >= float(entry["refresh_at"]):
@@ -186,15 +190,20 @@ class RedisTokenCache:
 
     def put(self, key: str, entry: dict[str, Any], *, now: float | None = None) -> None:
         """Store ``entry`` until the token expires (Redis drops it then)."""
-        at = time.time() if now is None else now
-        ttl_ms = math.ceil((float(entry["expires_at"]) - at) * 1000)
-        if ttl_ms <= 0 or self._cooling():
+        ttl_ms = self._ttl_ms(entry, now)
+        if ttl_ms <= 0:
             return
         try:
             name = self._prefix + "token:" + key
             self._client.set(name, self._seal(name, entry), px=ttl_ms)
         except self._errors as exc:
             self._degraded(exc)
+
+    def _ttl_ms(self, entry: dict[str, Any], now: float | None) -> int:
+        """Milliseconds until ``entry``'s token expires; 0 when it should not be stored."""
+        at = time.time() if now is None else now
+        ttl_ms = math.ceil((float(entry["expires_at"]) - at) * 1000)
+        return 0 if ttl_ms <= 0 or self._cooling() else ttl_ms
 
     @contextlib.contextmanager
     def lock(self, key: str, timeout: float) -> Iterator[None]:
@@ -261,17 +270,12 @@ class RedisTokenCache:
         except self._errors as exc:
             self._degraded(exc)
             return None
-        entry = self._open(name, raw) if isinstance(raw, bytes) else None
-        at = time.time() if now is None else now
-        if entry is None or at >= float(entry["refresh_at"]):
-            return None
-        return entry
+        return self._fresh(name, raw, now)
 
     async def aput(self, key: str, entry: dict[str, Any], *, now: float | None = None) -> None:
         """:meth:`put`, awaited on the event loop."""
-        at = time.time() if now is None else now
-        ttl_ms = math.ceil((float(entry["expires_at"]) - at) * 1000)
-        if ttl_ms <= 0 or self._cooling():
+        ttl_ms = self._ttl_ms(entry, now)
+        if ttl_ms <= 0:
             return
         try:
             name = self._prefix + "token:" + key
