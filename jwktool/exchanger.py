@@ -170,7 +170,18 @@ class TokenClient:
     def _resolve(self, budget: Budget) -> None:
         if self._endpoint is not None:
             return
-        self._endpoint = resolve_endpoint(self.server, session=self._session, budget=budget)
+        attempt, waited = 0, 0.0
+        while True:  # a discovery that fails for a passing reason is retried like a fetch
+            try:
+                self._endpoint = resolve_endpoint(
+                    self.server, session=self._session, budget=budget
+                )
+                break
+            except ServerUnreachableError as exc:
+                delay = retry_delay(exc, self._retry, attempt, waited, budget, self._jitter)
+                self._sleep(delay)
+                waited += delay
+                attempt += 1
         if self._signer is None:
             self._signer = Signer(
                 self._keystore,

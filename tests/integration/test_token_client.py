@@ -30,7 +30,7 @@ from jwktool.errors import (
 )
 from jwktool.exchanger import Endpoint, TokenClient, request_token, resolve_endpoint
 from jwktool.keys import Alg, ExportFormat
-from jwktool.settings import ServerSettings
+from jwktool.settings import RetryPolicy, ServerSettings
 from jwktool.signer import SigningKey, make_client_assertion
 
 from ..conftest import CliInvoke, assert_one_line_error, client_kwargs, json_object
@@ -549,3 +549,23 @@ def test_a_rotated_key_is_picked_up_on_the_next_fetch(
     assert header["kid"] == new.kid != old_kid
     assert header["alg"] == "ES256"
     assert server.is_token_valid(token.access_token)
+
+
+def test_discovery_is_retried_like_a_token_request(store: Path) -> None:
+    """An issuer whose discovery fails for a passing reason is asked again (as the async client)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    waits: list[float] = []
+    client = TokenClient(
+        store,
+        CLIENT_ID,
+        server=ServerSettings(issuer=f"http://127.0.0.1:{port}/op", deadline=30),
+        retry=RetryPolicy(max_retries=2),
+        sleep=waits.append,
+    )
+    with client, pytest.raises(ServerUnreachableError, match="refused"):
+        client.get_token()
+    assert len(waits) == 2
