@@ -42,6 +42,12 @@ if TYPE_CHECKING:
     help="Sign with this key (default: the active key).",
 )
 @click.option(
+    "--lifetime",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Seconds each assertion lives (default 300, or the provider's ceiling if lower).",
+)
+@click.option(
     "--no-cache",
     is_flag=True,
     help="Do not use or fill a token cache.",
@@ -70,6 +76,7 @@ def token(
     client_id: str,
     server: dict[str, Any],
     kid: str | None,
+    lifetime: int | None,
     no_cache: bool,
     cache: str | None,
     cache_password_file: str | None,
@@ -126,6 +133,7 @@ def token(
         client_id,
         settings,
         kid=kid,
+        lifetime=lifetime,
         cache=backend,
         progress=progress(),
     )

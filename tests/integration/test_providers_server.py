@@ -176,3 +176,32 @@ def test_an_invalid_client_hint_gives_digitaal_vlaanderen_advice_only_for_its_se
     assert caught.value.error == "invalid_client"
     assert "Digitaal Vlaanderen" not in str(caught.value)
     assert "RS256 is the safe choice" not in str(caught.value)
+
+
+def test_token_takes_a_lifetime_and_a_providers_default(
+    cli: CliInvoke, auth_server: AuthServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "ks.json"
+    keys.generate_key(path, alg="ES256")
+    auth_server.register_client(CLIENT, json.loads(keys.export_keys(path)), ["api.read"])
+    base = ("token", "--keystore", path, "--client-id", CLIENT, "--no-cache")
+    where = ("--token-endpoint", auth_server.token_endpoint, "--audience", auth_server.issuer)
+    assert cli(*base, *where, "--lifetime", "120").exit_code == 0
+    form = auth_server.last_form
+    assert form is not None
+    from jwktool.inspection import decode_jwt
+
+    claims = decode_jwt(form["client_assertion"])[1]
+    assert claims["exp"] - claims["iat"] == 120
+    keycloak = cli(
+        *base,
+        "--provider",
+        "keycloak",
+        "--token-endpoint",
+        auth_server.token_endpoint,
+        "--audience",
+        auth_server.issuer,
+        "--lifetime",
+        "300",
+    )
+    assert keycloak.exit_code == 2 and "60 s Keycloak accepts" in keycloak.stderr
