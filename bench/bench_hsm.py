@@ -44,7 +44,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="few rounds: checks the script runs")
     args = parser.parse_args()
     rounds, number = (3, 20) if args.quick else (21, 200)
-    module = next((m for m in MODULES if Path(m).is_file()), None)
+    found = next((m for m in MODULES if Path(m).is_file()), None)
+    module = os.path.realpath(found) if found else None
     util = shutil.which("softhsm2-util")
     if module is None or util is None:
         print("softhsm2 is not installed (apt-get install softhsm2)", file=sys.stderr)

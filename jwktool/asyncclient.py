@@ -13,10 +13,11 @@ arguments and guarantees:
 * key rotations followed, and a shared token cache (the per-user file or a
   fleet's Redis) used through the same :class:`~jwktool.tokencache.TokenCacheBackend`.
 
-Signing stays synchronous (microseconds to a few milliseconds). What may
-block for longer runs in the client's own worker threads, off the event
-loop: reading and re-reading the keystore, discovery, and the cache's file
-or Redis calls, waiting for another process's fetch lock included. The
+Signing stays synchronous (``Signer.sign``); the client calls it in its own
+worker threads, off the event loop, as it does all that may block: signing
+(a key in a PKCS#11 token can take a while), reading and re-reading the
+keystore, discovery, and the cache's file or Redis calls, waiting for
+another process's fetch lock included. The
 threads are the client's, so neither the application's default executor
 nor another client can starve it. The token request itself is native
 httpx. One client belongs to one event loop.
@@ -31,6 +32,7 @@ import contextlib
 import functools
 import random
 import ssl
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -343,7 +345,7 @@ class AsyncTokenClient:
             if entry is not None:
                 return from_cache_entry(entry), float(entry["refresh_at"])
         lock = cache.lock(key, timeout=min(budget.remaining(), 60.0))
-        await self._off_loop(lock.__enter__)
+        await self._enter(lock)
         try:
             entry = None if force_refresh else await self._off_loop(cache.get, key)
             if entry is not None:  # another process fetched it while we waited
@@ -354,6 +356,33 @@ class AsyncTokenClient:
             return token, refresh_at
         finally:
             await self._off_loop(lock.__exit__, None, None, None)
+
+    async def _enter(self, lock: Any) -> None:
+        """Take ``lock`` in this client's threads; a cancelled wait never leaves it held.
+
+        The thread may get the lock after the waiting task was cancelled (by
+        ``aclose``, say): then it, or the task's clean-up, releases it at once.
+        """
+        guard = threading.Lock()
+        state = {"held": False, "abandoned": False}
+
+        def enter() -> None:
+            lock.__enter__()
+            with guard:
+                if state["abandoned"]:
+                    lock.__exit__(None, None, None)
+                    return
+                state["held"] = True
+
+        try:
+            await self._off_loop(enter)
+        except BaseException:
+            with guard:
+                state["abandoned"] = True
+                held = state["held"]
+            if held:
+                self._pool.submit(lock.__exit__, None, None, None)
+            raise
 
     async def _shared_async(
         self, cache: AsyncTokenCacheBackend, key: str, budget: Budget, force_refresh: bool
@@ -411,8 +440,11 @@ class AsyncTokenClient:
         url = check_url(self._endpoint.token_endpoint, "token endpoint")
         host = urlsplit(url).netloc
         resource, audience = self.server.resource_form
+        # A fresh jti for every attempt. Signed in this client's threads: a key in
+        # a PKCS#11 token may take a while (a smart card, a new login).
+        assertion = await self._off_loop(self._signer.sign)
         form = token_form(
-            self._signer.sign(),  # a fresh jti for every attempt
+            assertion,
             client_id=self.client_id if self._send_client_id else None,
             scope=self.server.scope,
             resource=resource,

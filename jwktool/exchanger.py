@@ -173,9 +173,7 @@ class TokenClient:
         attempt, waited = 0, 0.0
         while True:  # a discovery that fails for a passing reason is retried like a fetch
             try:
-                self._endpoint = resolve_endpoint(
-                    self.server, session=self._session, budget=budget
-                )
+                self._endpoint = resolve_endpoint(self.server, session=self._session, budget=budget)
                 break
             except ServerUnreachableError as exc:
                 delay = retry_delay(exc, self._retry, attempt, waited, budget, self._jitter)

@@ -33,7 +33,7 @@ import contextlib
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _jwk
@@ -122,9 +122,12 @@ class Pkcs11Backend:
         # user could have written (planted in /tmp, say) is refused, and so is
         # one in a directory another user may write.
         info = os.stat(real)
-        folder = os.stat(os.path.dirname(real))
-        if folder.st_uid not in (0, os.getuid()) or folder.st_mode & 0o022:
-            info = folder
+        for folder in {os.path.dirname(real), os.path.dirname(self.module)}:
+            where = os.stat(folder)  # a link or the file in a folder others may write
+            if where.st_uid not in (0, os.getuid()) or (
+                where.st_mode & 0o022 and not where.st_mode & 0o1000
+            ):
+                info = where
         if info.st_uid not in (0, os.getuid()) or info.st_mode & 0o022:
             raise InputError(
                 f"the PKCS#11 module {self.module} is not owned by you or root, or others "
@@ -132,16 +135,16 @@ class Pkcs11Backend:
                 params=("pkcs11_module",),
             )
         try:
-            # Loaded by the absolute path given (python-pkcs11 keeps one library
-            # per process, by that path); its real file was checked above.
-            return pkcs11.lib(self.module)
+            # The file checked is the file loaded (python-pkcs11 keeps one
+            # library per process: give every user of the token the same path).
+            return pkcs11.lib(real)
         except (RuntimeError, OSError) as exc:
             raise InputError(
                 f"the PKCS#11 module {self.module} cannot be loaded ({_reason(exc)})",
                 params=("pkcs11_module",),
             ) from None
 
-    def _pin_bytes(self) -> str:
+    def _pin_text(self) -> str:
         source = self._pin() if callable(self._pin) else self._pin
         if source is None or source in ("", b""):
             raise InputError(
@@ -186,7 +189,7 @@ class Pkcs11Backend:
                 f"more than one PKCS#11 token is labelled {self.uri.token!r}"
             ) from None
         try:
-            return token.open(user_pin=self._pin_bytes(), rw=True)
+            return token.open(user_pin=self._pin_text(), rw=True)
         except errors.UserAlreadyLoggedIn:
             # PKCS#11 logs in per application: another session of this process did.
             return token.open(rw=True)
@@ -245,7 +248,12 @@ class Pkcs11Backend:
         def make(session: Any) -> tuple[dict[str, Any], dict[str, str]]:
             if kty == "RSA":
                 public, secret = session.generate_keypair(
-                    KeyType.RSA, size or 4096, store=True, id=object_id, private_template=private
+                    KeyType.RSA,
+                    size or 4096,
+                    store=True,
+                    id=object_id,
+                    label=object_id.hex(),
+                    private_template=private,
                 )
             else:
                 key_type, curve, mechanism = {
@@ -264,16 +272,26 @@ class Pkcs11Backend:
                 )
                 extra = {"mechanism": mechanism} if mechanism is not None else {}
                 public, secret = params.generate_keypair(
-                    store=True, id=object_id, private_template=private, **extra
+                    store=True,
+                    id=object_id,
+                    label=object_id.hex(),
+                    private_template=private,
+                    **extra,
                 )
             members = _public_members(public, kty, crv)
             kid = _jwk.thumbprint(members)
-            public[Attribute.LABEL] = kid
-            secret[Attribute.LABEL] = kid
-            return members, {"token": self.uri.token, "label": kid, "id": object_id.hex()}
+            label = object_id.hex()
+            try:  # relabelled with the kid where the token allows it (many do)
+                public[Attribute.LABEL] = kid
+                secret[Attribute.LABEL] = kid
+                label = kid
+            except _pkcs11_errors():
+                pass
+            return members, {"token": self.uri.token, "label": label, "id": object_id.hex()}
 
         try:
-            result: tuple[dict[str, Any], dict[str, str]] = self._again(make)
+            with self._lock:  # never retried: a second try could make a second pair
+                result: tuple[dict[str, Any], dict[str, str]] = make(self.session())
         except _pkcs11_errors() as exc:
             raise KeystoreError(
                 f"PKCS#11 token {self.uri.token!r} could not generate a {alg} key "
@@ -293,7 +311,7 @@ class Pkcs11Backend:
                     f"key {record.kid} in PKCS#11 token {self.uri.token!r} cannot be used "
                     f"({type(exc).__name__}); is it the key the states file names?"
                 ) from None
-        return Pkcs11SigningKey(self, record.kid, record.alg, record.public)
+        return Pkcs11SigningKey(self, record.kid, record.alg, record.public, record.x5c or ())
 
     def _key(self, session: Any, kid: str) -> Any:
         """The private key object of ``kid`` in this session (found once per session)."""
@@ -362,12 +380,21 @@ class Pkcs11Backend:
             ) from None
         return signature
 
-    def check(self, record: KeyRecord) -> None:
+    def check(self, record: KeyRecord) -> bool:
         """Check that ``record`` names exactly its own key pair in the token (before removal).
 
+        :returns: False when the token holds no object with its id (it is gone already).
         :raises KeystoreError: the objects with its id are not exactly its pair.
         """
-        self.signing_key(record)  # one private and one public key, the record's public key
+        from pkcs11 import Attribute
+
+        object_id = bytes.fromhex(_reference(record)["id"])
+        present = self._again(
+            lambda session: bool(list(session.get_objects({Attribute.ID: object_id})))
+        )
+        if present:
+            self.signing_key(record)  # one private and one public key, the record's own
+        return bool(present)
 
     def destroy(self, record: KeyRecord) -> None:
         """Remove the key pair of ``record`` from the token: its two key objects, nothing else.
@@ -376,7 +403,8 @@ class Pkcs11Backend:
         """
         from pkcs11 import Attribute, ObjectClass
 
-        self.check(record)
+        if not self.check(record):
+            return  # nothing of it is left in the token
         object_id = bytes.fromhex(_reference(record)["id"])
 
         def work(session: Any) -> None:
@@ -416,12 +444,19 @@ class Pkcs11SigningKey:
     """A key in a PKCS#11 token: a :class:`~jwktool.keysource.SigningKeyProtocol`."""
 
     def __init__(
-        self, backend: Pkcs11Backend, kid: str, alg: Alg, public: Mapping[str, Any]
+        self,
+        backend: Pkcs11Backend,
+        kid: str,
+        alg: Alg,
+        public: Mapping[str, Any],
+        x5c: Sequence[str] = (),
     ) -> None:
         self._backend = backend
         self.kid = kid
         self.alg: Alg = alg
         self._public = dict(public)
+        #: The key's certificate chain (a CA's, attached with keys cert --from), if any.
+        self.x5c: tuple[str, ...] = tuple(x5c)
 
     def __repr__(self) -> str:
         token = self._backend.uri.token
@@ -430,7 +465,7 @@ class Pkcs11SigningKey:
     @property
     def public_jwk(self) -> Mapping[str, Any]:
         """The public JWK: key members, ``alg``, ``use`` and ``kid``."""
-        return _jwk.public_jwk(self._public, self.alg, self.kid)
+        return _jwk.public_jwk(self._public, self.alg, self.kid, list(self.x5c) or None)
 
     def sign(self, data: bytes) -> bytes:
         """The raw JWS signature of ``data``, made in the token (R || S for ECDSA)."""

@@ -61,10 +61,11 @@ def softhsm_token(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     except ImportError:
         _missing("python-pkcs11 is not installed")
     util = shutil.which("softhsm2-util")
-    module = next((m for m in MODULES if Path(m).is_file()), None)
-    if util is None or module is None:
+    found = next((m for m in MODULES if Path(m).is_file()), None)
+    if util is None or found is None:
         _missing("SoftHSM2 (Debian's softhsm2 package) is not installed")
-    assert util is not None and module is not None
+    assert util is not None and found is not None
+    module = os.path.realpath(found)  # the file jwktool loads: one library per process
     root = tmp_path_factory.mktemp("softhsm")
     tokens = root / "tokens"
     tokens.mkdir()

@@ -537,3 +537,31 @@ def test_discovery_is_retried_like_a_token_request(store: Path) -> None:
     with pytest.raises(ServerUnreachableError, match="refused"):
         run(main())
     assert len(waits) == 2
+
+
+def test_a_lock_taken_after_aclose_gave_up_on_it_is_released(
+    server: AuthServer, store: Path, tmp_path: Path
+) -> None:
+    """Found in review: a thread still waiting for the fetch lock at aclose kept it."""
+    from jwktool._fileio import exclusive_lock
+
+    path = tmp_path / "tokens.json"
+    holder = TokenCache(path).lock("any", timeout=20)
+    holder.__enter__()  # another process holds the fetch lock
+
+    async def main() -> None:
+        tokens = AsyncTokenClient(
+            store, CLIENT_ID, server=settings(server, deadline=20), cache=str(path)
+        )
+        waiter = asyncio.ensure_future(tokens.get_token())
+        await asyncio.sleep(0.3)  # its thread waits for the lock now
+        await tokens.aclose()
+        with pytest.raises(ServerUnreachableError):
+            await waiter
+
+    run(main())
+    holder.__exit__(None, None, None)  # the waiting thread takes the lock now...
+    time.sleep(0.5)  # ...and must give it back at once
+    lock_path = path.with_name(path.name + ".fetch")
+    with exclusive_lock(lock_path, 1.0, "token cache fetch"):
+        pass
