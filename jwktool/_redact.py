@@ -13,10 +13,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
-
-if TYPE_CHECKING:
-    pass
+from typing import Any, Final
 
 #: The HTTP trace: INFO for each exchange, DEBUG adds (redacted) bodies. ``jwktool -v``/``-vv``.
 http_log = logging.getLogger("jwktool.http")

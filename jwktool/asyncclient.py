@@ -53,8 +53,8 @@ from ._http import (
     check_url,
     is_loopback,
     log,
-    transport_cause,
 )
+from ._httpx import TracedResponse, describe_httpx_error
 from ._redact import http_log, trace
 from ._thumbprint import thumbprint
 from .discovery import Endpoint, resolve_endpoint
@@ -464,7 +464,7 @@ class AsyncTokenClient:
                 f"{host} did not answer within {limit:.3g} s", retryable=True
             ) from None
         if http_log.isEnabledFor(20):  # logging.INFO, for -v
-            trace("POST", url, form, _Traced(response), body, time.monotonic() - started)
+            trace("POST", url, form, TracedResponse(response), body, time.monotonic() - started)
         log.debug("token endpoint %s answered HTTP %s", host, response.status_code)
         return finish_token_response(
             response,
@@ -509,42 +509,4 @@ class AsyncTokenClient:
                     chunks.append(chunk)
                 return response, b"".join(chunks)
         except httpx.HTTPError as exc:
-            raise _describe(exc, url, self.server.ca_bundle) from None
-
-
-class _Traced:
-    """An httpx response seen as the -v trace expects (``reason`` as requests names it)."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.status_code = response.status_code
-        self.reason = response.reason_phrase
-        self.headers = response.headers
-
-
-def _describe(exc: httpx.HTTPError, url: str, bundle: str | None) -> ServerUnreachableError:
-    """An httpx failure as jwktool names it: TLS reason, DNS or refused, timeout, cut short."""
-    host = urlsplit(url).netloc
-    if isinstance(exc, httpx.ConnectTimeout):
-        return ServerUnreachableError(
-            f"connecting to {host} timed out (no answer to the connection attempt)",
-            retryable=True,
-        )
-    if isinstance(exc, httpx.TimeoutException):
-        return ServerUnreachableError(f"{host} did not answer in time", retryable=True)
-    if isinstance(exc, httpx.ProxyError):
-        return ServerUnreachableError(
-            f"the proxy for {host} failed (check HTTPS_PROXY / NO_PROXY)", retryable=True
-        )
-    known = transport_cause(exc, url, bundle)
-    if known is not None:
-        return known
-    if isinstance(exc, httpx.ConnectError):
-        text = str(exc).lower()
-        if "ssl" in text or "certificate" in text:
-            return ServerUnreachableError(f"the TLS handshake with {host} failed", retryable=True)
-        return ServerUnreachableError(f"cannot connect to {host}", retryable=True)
-    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
-        return ServerUnreachableError(f"{host}'s answer was cut short", retryable=True)
-    return ServerUnreachableError(
-        f"request to {host} failed ({type(exc).__name__})", retryable=False
-    )
+            raise describe_httpx_error(exc, url, self.server.ca_bundle) from None

@@ -92,6 +92,12 @@ def _check_pkcs12_cost(material: bytes) -> None:
     parameters, after the MAC in MacData. This walks the DER, nested
     encodings included, and checks every such count before anything is derived.
     """
+    top = _der_items(material)
+    if top is None or len(top) != 1 or top[0][0] != 0x30:
+        raise KeyValidationError(
+            "unrecognised key format: not a JWK, a JWKS, a PEM file or DER-encoded PKCS#12 "
+            "(a PKCS#12 in another encoding can be re-exported with openssl pkcs12)"
+        )
     if _largest_iteration_count(material, 0) > MAX_PKCS12_ITERATIONS:
         raise KeyValidationError(
             f"the PKCS#12 file asks for more than {MAX_PKCS12_ITERATIONS} key derivation "

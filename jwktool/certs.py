@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Final, Literal, TypedDict
@@ -339,6 +338,7 @@ def certify_key(
                 "replace it explicitly",
                 params=("replace",),
             )
+        _not_in_token(record)
         key = _jwk.load_private_key(store.private_jwk(data, record))
         der = make_certificate(key, subject or f"CN=jwktool {record.kid[:16]}", days, when)
         attach_chain(record, [der], when)
@@ -398,10 +398,21 @@ def make_csr(keystore: KeystoreLike, kid: str | None = None, *, subject: str) ->
     store = open_keystore(keystore)
     data = store.read()
     record = _record(data, kid)
+    _not_in_token(record)
     key = _jwk.load_private_key(store.private_jwk(data, record))
     algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     request = x509.CertificateSigningRequestBuilder().subject_name(_subject(subject))
     return request.sign(key, algorithm).public_bytes(Encoding.PEM).decode("ascii")
+
+
+def _not_in_token(record: KeyRecord) -> None:
+    if record.external is not None:
+        raise InputError(
+            f"key {record.kid} is in a PKCS#11 token, and jwktool cannot yet have a token "
+            "sign a certificate or a request; attach one a CA issued for its public key "
+            "(the exported JWK or PEM) with from_file",
+            params=("from_file",),
+        )
 
 
 def renew_like(store_key: _jwk.PrivateKey, old: KeyRecord, now: datetime) -> list[bytes] | None:
@@ -465,9 +476,3 @@ def export_certificate(
         lines.extend(cert[i : i + 64] for i in range(0, len(cert), 64))
         lines.append("-----END CERTIFICATE-----")
     return "\n".join(lines) + "\n"
-
-
-def chain_of(key: Mapping[str, Any] | object) -> tuple[str, ...]:
-    """The ``x5c`` of a signing key, if it has one (a keystore key, or any key with ``x5c``)."""
-    chain = getattr(key, "x5c", None)
-    return tuple(chain) if chain else ()

@@ -166,6 +166,8 @@ def _check_profile(path: Path, name: str, table: Any) -> dict[str, Any]:
             raise InputError(
                 f"config {path}: {key!r} in profile {name!r} holds control or bidi characters"
             )
+        if key == "header" and isinstance(value, str):
+            value = value.split()  # one member, or several separated by spaces
         if key in _PATH_KEYS and not str(value).startswith("pkcs11:"):
             # A relative path in a project file is relative to that file (a
             # token's URI is not a path).

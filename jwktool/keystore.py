@@ -233,6 +233,12 @@ class Keystore:
         with exclusive_lock(self.path, self.lock_timeout, "keystore"):
             if self.path.exists():
                 data = self.read()
+                if self.backend is None and any(r.external for r in data.keys):
+                    raise InputError(
+                        f"{self.path} holds the states of keys in a PKCS#11 token: change "
+                        "it through the token's URI (pkcs11:token=...), not by its path",
+                        params=("keystore",),
+                    )
                 before: str | None = serialise_keystore(data)
             else:
                 if not create:

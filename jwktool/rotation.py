@@ -246,19 +246,23 @@ def rotate_keys(
     # Keys in a token: a key the states file drops is destroyed in the token after the write.
     held = {r.kid: r for r in store.read().keys if r.external} if store.backend else {}
     if dry_run:
-        result = _rotate(
-            store, store.read(), when, min_age, overlap, alg, size, accepted, dry_run=True
-        )
+        result = _rotate(store, store.read(), when, min_age, overlap, alg, size, accepted, True)
     else:
-        with store.update() as data:
-            for record in data.keys:
-                if record.kid in forget:
-                    record.published = None
-                elif record.kid in seen and record.published is None:
-                    record.published = seen[record.kid]
-            result = _rotate(
-                store, data, when, min_age, overlap, alg, size, accepted, dry_run=False
-            )
+        created: list[dict[str, str]] = []
+        try:
+            with store.update() as data:
+                for record in data.keys:
+                    if record.kid in forget:
+                        record.published = None
+                    elif record.kid in seen and record.published is None:
+                        record.published = seen[record.kid]
+                result = _rotate(
+                    store, data, when, min_age, overlap, alg, size, accepted, False, created
+                )
+        except BaseException:
+            for ref in created:  # a pair made in the token for a write that failed
+                store.backend.discard(ref)
+            raise
         if publish is not None and result.actions:
             published = publish(store) or published
         result = replace(result, notes=result.notes + _destroy_removed(store, result, held))
@@ -341,8 +345,8 @@ def _rotate(
     alg: Alg | None,
     size: int | None,
     accepted: set[str] | None,
-    *,
     dry_run: bool,
+    created: list[dict[str, str]] | None = None,
 ) -> RotationResult:
     actions: list[RotationAction] = []
     active = data.active()
@@ -403,6 +407,8 @@ def _rotate(
             actions.append(RotationAction("staged", None, new_alg))
         else:
             jwk, external = make_key(store, new_alg, new_size)
+            if external is not None and created is not None:
+                created.append(external["pkcs11"])
             kid = _jwk.thumbprint(jwk)
             record = add_key(store, data, jwk, new_alg, kid, False, now, external)
             if external is None:

@@ -90,9 +90,14 @@ def _check_lifetime(
         raise InputError(f"lifetime must be positive, not {lifetime} seconds", params=("lifetime",))
     ceiling = provider.max_lifetime if provider is not None else MAX_LIFETIME
     if lifetime > ceiling and not allow_long_lifetime:
-        who = provider.title if provider is not None else "Digitaal Vlaanderen"
+        if provider is not None:
+            raise InputError(
+                f"lifetime {lifetime} s is over the {ceiling} s {provider.title} accepts; "
+                f"give at most {ceiling} (lifetime)",
+                params=("lifetime",),
+            )
         raise InputError(
-            f"lifetime {lifetime} s is over the {ceiling} s {who} accepts; "
+            f"lifetime {lifetime} s is over the {ceiling} s Digitaal Vlaanderen accepts; "
             "allow it explicitly (allow_long_lifetime) for another server",
             params=("allow_long_lifetime",),
         )

@@ -171,7 +171,10 @@ def _signing_thumbprint_light(keystore: str | os.PathLike[str] | None, kid: str 
     takes the full path, which reports it properly.
     """
     if isinstance(keystore, str) and keystore.startswith("pkcs11:"):
-        raise ValueError("keys in a token: the full path opens it")
+        # A token's states file holds its public keys: no login for a cached token.
+        from .pkcs11config import default_metadata_path, parse_uri
+
+        keystore = default_metadata_path(parse_uri(keystore).token)
     path = real_private_path(resolve_keystore_path(keystore), "keystore")
     raw, _ = read_private_file(path, MAX_KEYSTORE_BYTES, "keystore")
     doc = json.loads(raw)

@@ -113,7 +113,10 @@ def echo_json_error(code: str, message: str, exit_code: int) -> None:
 # -- the library's parameters in the command line's words -------------------------------
 
 #: A parameter whose option is not ``--`` plus its name with dashes.
-RENAMED: Final[Mapping[str, str]] = {"pem_passphrase": "--pem-passphrase-file"}
+RENAMED: Final[Mapping[str, str]] = {
+    "pem_passphrase": "--pem-passphrase-file",
+    "from_file": "--from",
+}
 #: Parameters with an underscore cannot be mistaken for prose: they become
 #: options wherever a message names them, listed in ``params`` or not (a
 #: transport failure's "ca_bundle", a doctor line's "token_endpoint").

@@ -233,7 +233,7 @@ def test_the_cli_generates_lists_and_signs_in_the_token(softhsm: SoftHsm, cli: C
     )
     assert claims["iss"] == CLIENT
     cert = cli("keys", "cert", *common)
-    assert cert.exit_code != 0 and "cannot leave the token" in cert.stderr
+    assert cert.exit_code == 2 and "cannot yet have a token sign" in cert.stderr
 
 
 def test_a_module_others_may_write_is_refused(softhsm: SoftHsm, tmp_path: Path) -> None:
@@ -332,3 +332,58 @@ def test_the_module_must_be_a_full_path_and_the_pin_not_blank(
         parse_uri("pkcs11:token=x;pin-value=1234")
     with pytest.raises(InputError, match="does not go in the PKCS#11 URI"):
         parse_uri("pkcs11:token=x?pin%2dvalue=1234")
+
+
+def test_the_states_file_is_changed_only_through_the_token(softhsm: SoftHsm) -> None:
+    ks = store(softhsm)
+    kid = keys.generate_key(ks, alg="ES256").kid
+    before = softhsm.metadata.read_bytes()
+    with pytest.raises(InputError, match="through the token's URI"):
+        keys.generate_key(softhsm.metadata, alg="ES256", activate=True)
+    with pytest.raises(InputError, match="through the token's URI"):
+        keys.remove_key(softhsm.metadata, kid)
+    assert softhsm.metadata.read_bytes() == before
+    assert [k.kid for k in keys.list_keys(softhsm.metadata)] == [kid]  # reading is fine
+
+
+def test_an_entry_whose_objects_are_gone_can_be_removed(softhsm: SoftHsm) -> None:
+    import pkcs11
+    from pkcs11 import Attribute
+
+    ks = store(softhsm)
+    keys.generate_key(ks, alg="ES256")
+    pending = keys.generate_key(ks, alg="ES256")
+    record = Keystore(softhsm.metadata).read().find(pending.kid)
+    assert record.external is not None
+    object_id = bytes.fromhex(record.external["pkcs11"]["id"])
+    token = pkcs11.lib(softhsm.module).get_token(token_label=softhsm.label)
+    with token.open(rw=True) as session:  # this process is logged in already
+        for obj in list(session.get_objects({Attribute.ID: object_id})):
+            obj.destroy()
+    keys.remove_key(store(softhsm), pending.kid)
+    assert pending.kid not in [k.kid for k in keys.list_keys(ks)]
+
+
+def test_a_cached_token_needs_no_login(
+    softhsm: SoftHsm, auth_server: AuthServer, run_cli: RunCli, tmp_path: Path
+) -> None:
+    ks = store(softhsm)
+    keys.generate_key(ks, alg="ES256")
+    auth_server.register_client(CLIENT, json.loads(keys.export_keys(ks)), ["gipod_pdo_read"])
+    data = softhsm.metadata.parent / "data"
+    (data / "jwktool" / "pkcs11").mkdir(parents=True)
+    states = data / "jwktool" / "pkcs11" / f"{softhsm.label}.json"
+    states.write_bytes(softhsm.metadata.read_bytes())
+    states.chmod(0o600)
+    env = {"XDG_DATA_HOME": str(data), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    args = ["token", "--keystore", softhsm.uri, "--pkcs11-module", softhsm.module]
+    args += ["--client-id", CLIENT, "--issuer", auth_server.issuer]
+    first = run_cli(*args, "--pin-file", softhsm.pin_file, env=env)
+    assert first.returncode == 0, first.stderr
+    wrong = tmp_path / "wrong"
+    wrong.write_text("000000\n")
+    wrong.chmod(0o600)
+    second = run_cli(*args, "--pin-file", wrong, env=env)  # the cache answers: no login
+    assert second.returncode == 0, second.stderr
+    assert second.stdout == first.stdout
+    assert auth_server.token_requests == 1

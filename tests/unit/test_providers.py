@@ -300,3 +300,26 @@ def test_a_locating_option_without_provider_names_its_provider(
 def test_inspect_has_no_header_option(cli: CliInvoke) -> None:
     assert "--header" not in cli("inspect", "--help").stdout
     assert "--header" in cli("sign", "--help").stdout
+
+
+def test_a_profiles_header_may_be_one_string(tmp_path: Path, cli: CliInvoke) -> None:
+    path = _cert_store(tmp_path)
+    config = tmp_path / "config.toml"
+    config.write_text(f'[profiles.e]\nkeystore = "{path}"\nheader = "x5t#S256 x5c"\n')
+    config.chmod(0o600)
+    env = {"JWKTOOL_CONFIG": str(config)}
+    result = cli(
+        "--profile",
+        "e",
+        "sign",
+        "--client-id",
+        CLIENT,
+        "--audience",
+        "https://a",
+        "--json",
+        env=env,
+    )
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.stdout)["header"]) == {"alg", "kid", "typ", "x5t#S256", "x5c"} - {
+        "kid"
+    }
