@@ -388,20 +388,31 @@ def attach_certificate(
 def make_csr(keystore: KeystoreLike, kid: str | None = None, *, subject: str) -> str:
     """Return a PEM certificate signing request (PKCS#10) for key ``kid``, for a CA to sign.
 
+    A key in a PKCS#11 token signs its request in the token (:mod:`jwktool.csr`).
+
     :raises InputError: a bad subject.
     """
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ed25519
-    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     store = open_keystore(keystore)
     data = store.read()
     record = _record(data, kid)
-    _not_in_token(record)
+    name = _subject(subject)
+    if record.external is not None:
+        from .csr import build_csr
+        from .keysource import load_key
+
+        spki = _jwk.load_public_key(record.public).public_bytes(
+            Encoding.DER, PublicFormat.SubjectPublicKeyInfo
+        )
+        signer = load_key(store, data, record)
+        return build_csr(name.public_bytes(), spki, record.alg, signer.sign)
     key = _jwk.load_private_key(store.private_jwk(data, record))
     algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-    request = x509.CertificateSigningRequestBuilder().subject_name(_subject(subject))
+    request = x509.CertificateSigningRequestBuilder().subject_name(name)
     return request.sign(key, algorithm).public_bytes(Encoding.PEM).decode("ascii")
 
 
@@ -409,8 +420,8 @@ def _not_in_token(record: KeyRecord) -> None:
     if record.external is not None:
         raise InputError(
             f"key {record.kid} is in a PKCS#11 token, and jwktool cannot yet have a token "
-            "sign a certificate or a request; attach one a CA issued for its public key "
-            "(the exported JWK or PEM) with from_file",
+            "sign a certificate; make a request for a CA (keys csr), then attach what it "
+            "issues with from_file",
             params=("from_file",),
         )
 

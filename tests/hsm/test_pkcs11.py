@@ -387,3 +387,72 @@ def test_a_cached_token_needs_no_login(
     assert second.returncode == 0, second.stderr
     assert second.stdout == first.stdout
     assert auth_server.token_requests == 1
+
+
+@pytest.mark.parametrize(
+    ("alg", "size"), [("RS256", 2048), ("PS256", 2048), ("ES256", None), ("EdDSA", None)]
+)
+def test_a_request_signed_in_the_token_is_valid(
+    softhsm: SoftHsm, alg: keys.Alg, size: int | None
+) -> None:
+    import shutil
+    import subprocess
+
+    from cryptography import x509
+
+    from jwktool import certs
+
+    ks = store(softhsm)
+    info = keys.generate_key(ks, alg=alg, size=size)
+    pem = certs.make_csr(ks, subject="CN=gipod-sync,O=Example").encode()
+    request = x509.load_pem_x509_csr(pem)
+    assert request.is_signature_valid
+    assert request.subject.rfc4514_string() == "CN=gipod-sync,O=Example"
+    exported = keys.export_keys(ks, kid=info.kid, format=keys.ExportFormat.PEM)
+    from cryptography.hazmat.primitives import serialization
+
+    spki = request.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert spki.decode() == exported
+    openssl = shutil.which("openssl")
+    if openssl:  # the independent check, where openssl is installed (.ci/run installs it)
+        subprocess.run(
+            [openssl, "req", "-verify", "-noout"], input=pem, check=True, capture_output=True
+        )
+
+
+def test_entra_with_a_token_key_and_a_ca_certificate(softhsm: SoftHsm) -> None:
+    from datetime import datetime, timezone
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from jwktool import certs
+
+    ks = store(softhsm)
+    keys.generate_key(ks, alg="PS256", size=2048)
+    request = x509.load_pem_x509_csr(certs.make_csr(ks, subject="CN=client").encode())
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test CA")])
+    now = datetime.now(timezone.utc)
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(request.subject)
+        .issuer_name(ca)
+        .public_key(request.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=30))
+        .sign(ca_key, hashes.SHA256())
+    )
+    from cryptography.hazmat.primitives import serialization
+
+    info = certs.attach_certificate(ks, None, leaf.public_bytes(serialization.Encoding.PEM))
+    assert not info.self_signed
+    signed = create_assertion(store(softhsm), CLIENT, audience=AUD, provider="entra")
+    assert signed.header["x5t#S256"] == info.x5t_s256 and "kid" not in signed.header
+    public = json.loads(keys.export_keys(ks, format=keys.ExportFormat.JWK))
+    pyjwt.decode(signed.assertion, pyjwt.PyJWK(public).key, algorithms=["PS256"], audience=AUD)
